@@ -1,0 +1,99 @@
+//! [`DriveHandle`]: the one drive interface the object layer sees, with one
+//! variant per place a drive can live. Same core: a direct call. Another core:
+//! a message (`runtime::peer`). Another node: the cluster's remote drive will be
+//! the third variant, and nothing above this file will change.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use super::{DriveError, DriveOp, DriveReply, DriveResult, LocalDrive, LocalWriter};
+use crate::runtime::peer::{CoreDrive, CoreWriter};
+
+#[derive(Clone)]
+pub enum DriveHandle {
+    Local(Rc<LocalDrive>),
+    Core(CoreDrive),
+}
+
+impl DriveHandle {
+    pub async fn call(&self, op: DriveOp) -> DriveResult<DriveReply> {
+        match self {
+            DriveHandle::Local(d) => d.execute(op).await,
+            DriveHandle::Core(d) => d.call(op).await,
+        }
+    }
+
+    /// Opens a file for streaming writes.
+    pub async fn create_file(&self, volume: &str, path: &str) -> DriveResult<ShardWriter> {
+        match self {
+            DriveHandle::Local(d) => Ok(ShardWriter::Local(d.create_file(volume, path).await?)),
+            DriveHandle::Core(d) => Ok(ShardWriter::Core(d.create_file(volume, path).await?)),
+        }
+    }
+
+    pub async fn read_all(&self, volume: &str, path: &str) -> DriveResult<Bytes> {
+        expect_data(self.call(DriveOp::ReadAll { volume: volume.into(), path: path.into() }).await)
+    }
+
+    pub async fn read_at(&self, volume: &str, path: &str, offset: u64, len: u64) -> DriveResult<Bytes> {
+        expect_data(self.call(DriveOp::ReadAt { volume: volume.into(), path: path.into(), offset, len }).await)
+    }
+
+    pub async fn write_all(&self, volume: &str, path: &str, data: Bytes) -> DriveResult<()> {
+        self.call(DriveOp::WriteAll { volume: volume.into(), path: path.into(), data }).await.map(|_| ())
+    }
+
+    pub async fn delete(&self, volume: &str, path: &str, recursive: bool) -> DriveResult<()> {
+        self.call(DriveOp::Delete { volume: volume.into(), path: path.into(), recursive }).await.map(|_| ())
+    }
+
+    pub async fn list_dir(&self, volume: &str, path: &str) -> DriveResult<Vec<String>> {
+        match self.call(DriveOp::ListDir { volume: volume.into(), path: path.into() }).await? {
+            DriveReply::Names(n) => Ok(n),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub async fn walk(&self, volume: &str, prefix: &str, start_after: &str, limit: usize) -> DriveResult<Vec<String>> {
+        let op = DriveOp::Walk { volume: volume.into(), prefix: prefix.into(), start_after: start_after.into(), limit };
+        match self.call(op).await? {
+            DriveReply::Names(n) => Ok(n),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+fn expect_data(r: DriveResult<DriveReply>) -> DriveResult<Bytes> {
+    match r? {
+        DriveReply::Data(b) => Ok(b),
+        other => Err(unexpected(&other)),
+    }
+}
+
+pub(crate) fn unexpected(reply: &DriveReply) -> DriveError {
+    DriveError::Io(format!("unexpected drive reply {reply:?}"))
+}
+
+/// A shard file being written, wherever its drive lives.
+pub enum ShardWriter {
+    Local(LocalWriter),
+    Core(CoreWriter),
+}
+
+impl ShardWriter {
+    pub async fn write(&mut self, data: Bytes) -> DriveResult<()> {
+        match self {
+            ShardWriter::Local(w) => w.write(&data).await,
+            ShardWriter::Core(w) => w.write(data).await,
+        }
+    }
+
+    /// Makes the file durable (fdatasync) and closes it.
+    pub async fn finish(self) -> DriveResult<u64> {
+        match self {
+            ShardWriter::Local(w) => w.finish().await,
+            ShardWriter::Core(w) => w.finish().await,
+        }
+    }
+}

@@ -1,0 +1,521 @@
+//! A drive owned by this core: a directory, reached through glommio's io_uring
+//! reactor with O_DIRECT (`DmaFile`, `DmaStreamWriter`).
+//!
+//! Where O_DIRECT is impossible (tmpfs) glommio itself falls back to buffered
+//! I/O; the drive logs that once when it is opened. Operations with no io_uring
+//! form (readdir, mkdir -p, statvfs, rm -r) run on glommio's blocking pool so the
+//! executor never blocks.
+
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use futures_lite::AsyncWriteExt;
+use glommio::io::{DmaFile, DmaStreamWriter, DmaStreamWriterBuilder};
+
+use super::format::{self, Format};
+use super::ops::{DiskInfo, DriveOp, DriveReply, VolumeInfo};
+use super::{
+    BUCKET_META_FILE, DriveError, DriveResult, MULTIPART_DIR, RESERVED_PREFIX, SYS_VOLUME, TMP_DIR, meta, walk,
+};
+
+/// Size of the stream writer's DMA buffers: large enough that a 1 MiB block's
+/// shard goes to disk in a few big writes, small enough to keep 16 open writers
+/// per core cheap.
+const WRITE_BUFFER_BYTES: usize = 256 << 10;
+/// Buffers in flight per writer while the next one fills.
+const WRITE_BEHIND_BUFFERS: usize = 2;
+/// A single `ReadAll`/`ReadAt` may not ask for more than this: it is a block's
+/// shard or a metadata file, never a whole object.
+const MAX_READ_BYTES: u64 = 8 << 20;
+
+/// One local drive; lives on its owner core only.
+pub struct LocalDrive {
+    root: PathBuf,
+    index: usize,
+    format: Format,
+    /// Counts I/O errors, so a failing drive shows in logs and (later) metrics.
+    io_errors: Cell<u64>,
+}
+
+impl LocalDrive {
+    pub fn open(root: PathBuf, index: usize, format: Format) -> LocalDrive {
+        if let Ok(stat) = nix::sys::statfs::statfs(&root)
+            && stat.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC
+        {
+            tracing::warn!(drive = %root.display(), "drive is on tmpfs: O_DIRECT is impossible there, using buffered I/O");
+        }
+        LocalDrive { root, index, format, io_errors: Cell::new(0) }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    pub fn io_errors(&self) -> u64 {
+        self.io_errors.get()
+    }
+
+    /// Resolves a volume-relative path, refusing anything that could leave the
+    /// drive: paths arrive from other cores and other nodes, so check them here.
+    fn resolve(&self, volume: &str, path: &str) -> DriveResult<PathBuf> {
+        let bad = || DriveError::InvalidPath(format!("{volume}/{path}"));
+        if volume.is_empty() || volume.contains('/') || volume == "." || volume == ".." || volume.contains('\0') {
+            return Err(bad());
+        }
+        if path.contains('\0') || path.starts_with('/') {
+            return Err(bad());
+        }
+        let trimmed = path.strip_suffix('/').unwrap_or(path);
+        if !trimmed.is_empty() && trimmed.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+            return Err(bad());
+        }
+        Ok(self.root.join(volume).join(trimmed))
+    }
+
+    fn tmp_file(&self) -> PathBuf {
+        self.root.join(SYS_VOLUME).join(TMP_DIR).join(format!("{}.w", uuid::Uuid::new_v4()))
+    }
+
+    fn note<T>(&self, r: DriveResult<T>) -> DriveResult<T> {
+        if let Err(DriveError::Io(e)) = &r {
+            self.io_errors.set(self.io_errors.get() + 1);
+            tracing::warn!(drive = %self.root.display(), error = %e, "drive I/O error");
+        }
+        r
+    }
+
+    /// Performs one operation.
+    pub async fn execute(&self, op: DriveOp) -> DriveResult<DriveReply> {
+        let r = self.execute_inner(op).await;
+        self.note(r)
+    }
+
+    async fn execute_inner(&self, op: DriveOp) -> DriveResult<DriveReply> {
+        match op {
+            DriveOp::MakeVolume { volume, created_ns } => {
+                let dir = self.resolve(&volume, "")?;
+                let created = blocking(move || match std::fs::create_dir(&dir) {
+                    Ok(()) => Ok(true),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                    Err(e) => Err(e),
+                })
+                .await
+                .map_err(|e| if e == DriveError::FileNotFound { DriveError::Offline } else { e })?;
+                if !created {
+                    return Err(DriveError::VolumeExists);
+                }
+                self.write_bucket_meta(&volume, created_ns).await?;
+                Ok(DriveReply::Done)
+            }
+            DriveOp::HealVolume { volume, created_ns } => {
+                self.heal_volume(&volume, created_ns).await?;
+                Ok(DriveReply::Done)
+            }
+            DriveOp::DeleteVolume { volume } => {
+                let dir = self.resolve(&volume, "")?;
+                let uploads = self.resolve(SYS_VOLUME, &format!("{MULTIPART_DIR}/{volume}"))?;
+                let removed = blocking(move || {
+                    if !dir.is_dir() {
+                        return Err(std::io::Error::from(std::io::ErrorKind::NotFound));
+                    }
+                    if !walk::walk(&dir, "", "", 1)?.is_empty() {
+                        return Ok(false);
+                    }
+                    std::fs::remove_dir_all(&dir)?;
+                    remove_path(&uploads, true)?;
+                    Ok(true)
+                })
+                .await
+                .map_err(|e| if e == DriveError::FileNotFound { DriveError::VolumeNotFound } else { e })?;
+                if !removed {
+                    return Err(DriveError::VolumeNotEmpty);
+                }
+                Ok(DriveReply::Done)
+            }
+            DriveOp::ListVolumes => {
+                let root = self.root.clone();
+                let names = blocking(move || {
+                    let mut names = Vec::new();
+                    for entry in std::fs::read_dir(&root)? {
+                        let entry = entry?;
+                        if let Ok(name) = entry.file_name().into_string()
+                            && !name.starts_with('.')
+                            && entry.file_type()?.is_dir()
+                        {
+                            names.push(name);
+                        }
+                    }
+                    names.sort();
+                    Ok(names)
+                })
+                .await
+                .map_err(|e| if e == DriveError::FileNotFound { DriveError::Offline } else { e })?;
+                let mut volumes = Vec::with_capacity(names.len());
+                for name in names {
+                    volumes.push(self.stat_volume(&name).await?);
+                }
+                Ok(DriveReply::Volumes(volumes))
+            }
+            DriveOp::StatVolume { volume } => Ok(DriveReply::Volume(self.stat_volume(&volume).await?)),
+            DriveOp::ReadAll { volume, path } => {
+                let path = self.resolve(&volume, &path)?;
+                Ok(DriveReply::Data(read_range(&path, 0, None).await?))
+            }
+            DriveOp::WriteAll { volume, path, data } => {
+                let path = self.resolve(&volume, &path)?;
+                self.write_atomic(&path, &data).await?;
+                Ok(DriveReply::Done)
+            }
+            DriveOp::ReadAt { volume, path, offset, len } => {
+                if len > MAX_READ_BYTES {
+                    return Err(DriveError::InvalidPath(format!("read of {len} bytes is over the limit")));
+                }
+                let path = self.resolve(&volume, &path)?;
+                Ok(DriveReply::Data(read_range(&path, offset, Some(len)).await?))
+            }
+            DriveOp::Delete { volume, path, recursive } => {
+                let path = self.resolve(&volume, &path)?;
+                blocking(move || remove_path(&path, recursive)).await?;
+                Ok(DriveReply::Done)
+            }
+            DriveOp::ListDir { volume, path } => {
+                let path = self.resolve(&volume, &path)?;
+                let names = blocking(move || {
+                    let mut names = Vec::new();
+                    for entry in std::fs::read_dir(&path)? {
+                        let entry = entry?;
+                        if let Ok(mut name) = entry.file_name().into_string() {
+                            if entry.file_type()?.is_dir() {
+                                name.push('/');
+                            }
+                            names.push(name);
+                        }
+                    }
+                    names.sort();
+                    Ok(names)
+                })
+                .await?;
+                Ok(DriveReply::Names(names))
+            }
+            DriveOp::RenameFile { src_volume, src_path, dst_volume, dst_path } => {
+                let src = self.resolve(&src_volume, &src_path)?;
+                let dst = self.resolve(&dst_volume, &dst_path)?;
+                rename_making_parent(&src, &dst).await?;
+                Ok(DriveReply::Done)
+            }
+            DriveOp::RenameData { src_dir, volume, key_dir, data_dir, meta_name, meta } => {
+                let old = self.rename_data(src_dir, &volume, &key_dir, data_dir, &meta_name, &meta).await?;
+                Ok(DriveReply::OldMeta(old))
+            }
+            DriveOp::UndoRename { volume, key_dir, meta_name, old_meta, data_dir } => {
+                let dir = self.resolve(&volume, &key_dir)?;
+                let meta_path = dir.join(check_name(&meta_name)?);
+                match old_meta {
+                    Some(old) => self.write_atomic(&meta_path, &old).await?,
+                    None => blocking(move || remove_path(&meta_path, false)).await?,
+                }
+                if let Some(data_dir) = data_dir {
+                    let data = dir.join(check_name(&data_dir)?);
+                    blocking(move || remove_path(&data, true)).await?;
+                }
+                self.prune(&volume, dir).await;
+                Ok(DriveReply::Done)
+            }
+            DriveOp::DeleteObject { volume, key_dir, meta_name } => {
+                let dir = self.resolve(&volume, &key_dir)?;
+                let meta_path = dir.join(check_name(&meta_name)?);
+                let data_dir = match read_range(&meta_path, 0, None).await {
+                    Ok(file) => meta::decode(&file).ok().and_then(|(m, _)| m.data_dir),
+                    Err(e) => return Err(e),
+                };
+                blocking(move || remove_path(&meta_path, false)).await?;
+                if let Some(data_dir) = data_dir {
+                    let data = dir.join(check_name(&data_dir)?);
+                    blocking(move || remove_path(&data, true)).await?;
+                }
+                self.prune(&volume, dir).await;
+                Ok(DriveReply::Done)
+            }
+            DriveOp::DeleteDataDir { volume, key_dir, data_dir } => {
+                let dir = self.resolve(&volume, &key_dir)?;
+                let data = dir.join(check_name(&data_dir)?);
+                blocking(move || remove_path(&data, true)).await?;
+                Ok(DriveReply::Done)
+            }
+            DriveOp::Walk { volume, prefix, start_after, limit } => {
+                let dir = self.resolve(&volume, "")?;
+                let keys = blocking(move || {
+                    if !dir.is_dir() {
+                        return Err(std::io::Error::from(std::io::ErrorKind::NotFound));
+                    }
+                    walk::walk(&dir, &prefix, &start_after, limit)
+                })
+                .await
+                .map_err(|e| if e == DriveError::FileNotFound { DriveError::VolumeNotFound } else { e })?;
+                Ok(DriveReply::Names(keys))
+            }
+            DriveOp::DiskInfo => {
+                let root = self.root.clone();
+                let info = blocking(move || {
+                    let s = nix::sys::statvfs::statvfs(&root).map_err(std::io::Error::from)?;
+                    let unit = s.fragment_size();
+                    Ok(DiskInfo { total_bytes: s.blocks() * unit, free_bytes: s.blocks_available() * unit })
+                })
+                .await
+                .map_err(|e| if e == DriveError::FileNotFound { DriveError::Offline } else { e })?;
+                Ok(DriveReply::Info(info))
+            }
+        }
+    }
+
+    async fn stat_volume(&self, volume: &str) -> DriveResult<VolumeInfo> {
+        let dir = self.resolve(volume, "")?;
+        if !blocking(move || Ok(dir.is_dir())).await? {
+            return Err(DriveError::VolumeNotFound);
+        }
+        let created_ns = match read_range(&self.resolve(volume, BUCKET_META_FILE)?, 0, None).await {
+            Ok(bytes) => serde_json::from_slice::<BucketMeta>(&bytes).map(|m| m.created_ns).unwrap_or(0),
+            Err(_) => 0,
+        };
+        Ok(VolumeInfo { name: volume.to_string(), created_ns })
+    }
+
+    async fn write_bucket_meta(&self, volume: &str, created_ns: i64) -> DriveResult<()> {
+        let body = serde_json::to_vec(&BucketMeta { created_ns }).expect("serialises");
+        self.write_atomic(&self.resolve(volume, BUCKET_META_FILE)?, &body).await
+    }
+
+    async fn heal_volume(&self, volume: &str, created_ns: i64) -> DriveResult<()> {
+        let root = self.root.clone();
+        let format = self.format.clone();
+        let dir = self.resolve(volume, "")?;
+        blocking(move || {
+            if format::read_format(&root).ok().flatten().is_none() {
+                format::write_format(&root, &format)?;
+            }
+            std::fs::create_dir_all(root.join(SYS_VOLUME).join(TMP_DIR))?;
+            std::fs::create_dir_all(root.join(SYS_VOLUME).join(MULTIPART_DIR))?;
+            std::fs::create_dir_all(&dir)
+        })
+        .await?;
+        if volume != SYS_VOLUME && !self.resolve(volume, BUCKET_META_FILE)?.exists() {
+            self.write_bucket_meta(volume, created_ns).await?;
+        }
+        Ok(())
+    }
+
+    async fn rename_data(
+        &self,
+        src_dir: Option<String>,
+        volume: &str,
+        key_dir: &str,
+        data_dir: Option<String>,
+        meta_name: &str,
+        meta_bytes: &Bytes,
+    ) -> DriveResult<Option<Bytes>> {
+        let volume_dir = self.resolve(volume, "")?;
+        let dir = self.resolve(volume, key_dir)?;
+        let meta_path = dir.join(check_name(meta_name)?);
+        let make = dir.clone();
+        blocking(move || {
+            if !volume_dir.is_dir() {
+                return Err(std::io::Error::from(std::io::ErrorKind::NotFound));
+            }
+            std::fs::create_dir_all(&make)
+        })
+        .await
+        .map_err(|e| if e == DriveError::FileNotFound { DriveError::VolumeNotFound } else { e })?;
+        let old = match read_range(&meta_path, 0, None).await {
+            Ok(b) => Some(b),
+            Err(DriveError::FileNotFound) => None,
+            Err(e) => return Err(e),
+        };
+        if let (Some(src), Some(data_dir)) = (src_dir, data_dir) {
+            let src = self.resolve(SYS_VOLUME, &src)?;
+            let target = dir.join(check_name(&data_dir)?);
+            // A heal rewrites a version's data directory in place: move the bad copy aside.
+            let stale = target.clone();
+            blocking(move || remove_path(&stale, true)).await?;
+            glommio::io::rename(&src, &target).await.map_err(DriveError::from_glommio)?;
+        }
+        self.write_atomic(&meta_path, meta_bytes).await?;
+        Ok(old)
+    }
+
+    /// Replaces `path` durably: write a temp file, fdatasync, rename, fsync the directory.
+    async fn write_atomic(&self, path: &Path, data: &[u8]) -> DriveResult<()> {
+        let tmp = self.tmp_file();
+        let file = DmaFile::create(&tmp).await.map_err(|e| match DriveError::from_glommio(e) {
+            DriveError::FileNotFound => DriveError::Offline,
+            other => other,
+        })?;
+        let mut writer = DmaStreamWriterBuilder::new(file).with_buffer_size(WRITE_BUFFER_BYTES).build();
+        let written = async {
+            writer.write_all(data).await?;
+            writer.close().await
+        }
+        .await;
+        if let Err(e) = written {
+            let _ = glommio::io::remove(&tmp).await;
+            return Err(DriveError::from_io(&e));
+        }
+        if let Err(e) = rename_making_parent(&tmp, path).await {
+            let _ = glommio::io::remove(&tmp).await;
+            return Err(e);
+        }
+        sync_dir(path.parent().unwrap_or(path)).await
+    }
+
+    /// Removes now-empty directories from `dir` up to the volume root.
+    async fn prune(&self, volume: &str, dir: PathBuf) {
+        let Ok(stop) = self.resolve(volume, "") else { return };
+        let _ = blocking(move || {
+            let mut cur = dir;
+            while cur != stop && cur.starts_with(&stop) {
+                if std::fs::remove_dir(&cur).is_err() {
+                    break;
+                }
+                match cur.parent() {
+                    Some(p) => cur = p.to_path_buf(),
+                    None => break,
+                }
+            }
+            Ok(())
+        })
+        .await;
+    }
+
+    /// Opens a file for streaming writes (shard files), creating its directory.
+    pub async fn create_file(&self, volume: &str, path: &str) -> DriveResult<LocalWriter> {
+        let path = self.resolve(volume, path)?;
+        let file = match DmaFile::create(&path).await {
+            Ok(f) => f,
+            Err(e) => match DriveError::from_glommio(e) {
+                DriveError::FileNotFound => {
+                    let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                    let sys = self.root.join(SYS_VOLUME);
+                    blocking(move || {
+                        // Never recreate a drive that vanished: only dirs below an existing system folder.
+                        if !sys.is_dir() {
+                            return Err(std::io::Error::from(std::io::ErrorKind::NotFound));
+                        }
+                        std::fs::create_dir_all(&parent)
+                    })
+                    .await
+                    .map_err(|e| if e == DriveError::FileNotFound { DriveError::Offline } else { e })?;
+                    DmaFile::create(&path).await.map_err(DriveError::from_glommio)?
+                }
+                other => return self.note::<LocalWriter>(Err(other)),
+            },
+        };
+        let writer = DmaStreamWriterBuilder::new(file)
+            .with_buffer_size(WRITE_BUFFER_BYTES)
+            .with_write_behind(WRITE_BEHIND_BUFFERS)
+            .build();
+        Ok(LocalWriter { writer, written: 0 })
+    }
+
+    pub fn format(&self) -> &Format {
+        &self.format
+    }
+}
+
+/// Streaming writer of one shard file on a local drive.
+pub struct LocalWriter {
+    writer: DmaStreamWriter,
+    written: u64,
+}
+
+impl LocalWriter {
+    pub async fn write(&mut self, data: &[u8]) -> DriveResult<()> {
+        self.writer.write_all(data).await.map_err(|e| DriveError::from_io(&e))?;
+        self.written += data.len() as u64;
+        Ok(())
+    }
+
+    /// Flushes, fdatasyncs and closes; returns the bytes written.
+    pub async fn finish(mut self) -> DriveResult<u64> {
+        self.writer.close().await.map_err(|e| DriveError::from_io(&e))?;
+        Ok(self.written)
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct BucketMeta {
+    created_ns: i64,
+}
+
+/// A single path segment chosen by basalt (a metadata file or data directory name).
+fn check_name(name: &str) -> DriveResult<&str> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." || !name.starts_with(RESERVED_PREFIX) {
+        return Err(DriveError::InvalidPath(name.to_string()));
+    }
+    Ok(name)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> DriveResult<T> {
+    glommio::executor().spawn_blocking(f).await.map_err(|e| DriveError::from_io(&e))
+}
+
+/// Reads `len` bytes at `offset` (or the whole file) with direct I/O.
+async fn read_range(path: &Path, offset: u64, len: Option<u64>) -> DriveResult<Bytes> {
+    let file = DmaFile::open(path).await.map_err(DriveError::from_glommio)?;
+    let result = async {
+        let len = match len {
+            Some(l) => l,
+            None => {
+                let size = file.file_size().await.map_err(DriveError::from_glommio)?;
+                if size > MAX_READ_BYTES {
+                    return Err(DriveError::Corrupt(format!("{} is {size} bytes, over the limit", path.display())));
+                }
+                size
+            }
+        };
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let read = file.read_at(offset, len as usize).await.map_err(DriveError::from_glommio)?;
+        Ok(Bytes::copy_from_slice(&read))
+    }
+    .await;
+    let _ = file.close().await;
+    result
+}
+
+async fn rename_making_parent(src: &Path, dst: &Path) -> DriveResult<()> {
+    match glommio::io::rename(src, dst).await.map_err(DriveError::from_glommio) {
+        Err(DriveError::FileNotFound) => {
+            let parent = dst.parent().map(Path::to_path_buf).unwrap_or_default();
+            blocking(move || std::fs::create_dir_all(&parent)).await?;
+            glommio::io::rename(src, dst).await.map_err(DriveError::from_glommio)
+        }
+        other => other,
+    }
+}
+
+async fn sync_dir(dir: &Path) -> DriveResult<()> {
+    let d = glommio::io::Directory::open(dir).await.map_err(DriveError::from_glommio)?;
+    let r = d.sync().await.map_err(DriveError::from_glommio);
+    let _ = d.close().await;
+    r
+}
+
+fn remove_path(path: &Path, recursive: bool) -> std::io::Result<()> {
+    let r = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() && recursive => std::fs::remove_dir_all(path),
+        Ok(m) if m.is_dir() => std::fs::remove_dir(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) => Err(e),
+    };
+    match r {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}

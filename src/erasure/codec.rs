@@ -1,0 +1,214 @@
+//! Reed-Solomon block coding on top of reed-solomon-simd.
+//!
+//! A block of `len` bytes becomes `k` data shards of `shard_size(len)` bytes (the
+//! block zero-padded at the end) and `m` parity shards of the same size. With
+//! `m == 0` (a single drive) the one data shard is the block itself: the same code
+//! path, no coding.
+
+use bytes::{Bytes, BytesMut};
+use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
+
+/// Why a coding operation failed.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ErasureError {
+    #[error("unsupported erasure layout {data}+{parity}")]
+    BadLayout { data: usize, parity: usize },
+    #[error("not enough shards to decode: have {have}, need {need}")]
+    NotEnoughShards { have: usize, need: usize },
+    #[error("reed-solomon: {0}")]
+    Codec(String),
+}
+
+/// One erasure layout: `data` + `parity` shards per block of `block_size` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Erasure {
+    data: usize,
+    parity: usize,
+    block_size: usize,
+}
+
+impl Erasure {
+    pub fn new(data: usize, parity: usize, block_size: usize) -> Result<Self, ErasureError> {
+        let total = data + parity;
+        if data == 0 || total > super::MAX_SET_DRIVES || block_size == 0 || parity > data {
+            return Err(ErasureError::BadLayout { data, parity });
+        }
+        Ok(Erasure { data, parity, block_size })
+    }
+
+    pub fn data_shards(&self) -> usize {
+        self.data
+    }
+
+    pub fn parity_shards(&self) -> usize {
+        self.parity
+    }
+
+    pub fn total_shards(&self) -> usize {
+        self.data + self.parity
+    }
+
+    pub fn block_size(&self) -> usize {
+        self.block_size
+    }
+
+    /// Bytes per shard for a block of `block_len` bytes: `ceil(len / k)`, rounded up
+    /// to even because the codec works on 16-bit symbols. Without parity there is no
+    /// codec, so the shard is exactly the block.
+    pub fn shard_size(&self, block_len: usize) -> usize {
+        if self.parity == 0 {
+            return block_len.div_ceil(self.data);
+        }
+        let size = block_len.div_ceil(self.data).max(1);
+        size + (size & 1)
+    }
+
+    /// Codes one block into `k + m` shards. Data shards are slices of one padded
+    /// copy of the block (one copy per byte), parity shards come from the codec.
+    pub fn encode(&self, block: &[u8]) -> Result<Vec<Bytes>, ErasureError> {
+        let shard_len = self.shard_size(block.len());
+        let mut padded = BytesMut::zeroed(shard_len * self.data);
+        padded[..block.len()].copy_from_slice(block);
+        let padded = padded.freeze();
+        let mut shards: Vec<Bytes> = (0..self.data)
+            .map(|i| padded.slice(i * shard_len..(i + 1) * shard_len))
+            .collect();
+        if self.parity == 0 || shard_len == 0 {
+            shards.extend((0..self.parity).map(|_| Bytes::from(vec![0u8; shard_len])));
+            return Ok(shards);
+        }
+        let mut encoder = ReedSolomonEncoder::new(self.data, self.parity, shard_len).map_err(codec_err)?;
+        for shard in &shards {
+            encoder.add_original_shard(shard).map_err(codec_err)?;
+        }
+        let result = encoder.encode().map_err(codec_err)?;
+        let parity: Vec<Bytes> = result.recovery_iter().map(Bytes::copy_from_slice).collect();
+        shards.extend(parity);
+        Ok(shards)
+    }
+
+    /// Rebuilds the missing data shards of one block in place. `shards` has `k + m`
+    /// entries; `None` marks a missing or corrupt shard. Parity shards are left as
+    /// they are; use [`Erasure::reconstruct_all`] to rebuild those too.
+    pub fn reconstruct_data(&self, shards: &mut [Option<Bytes>], shard_len: usize) -> Result<(), ErasureError> {
+        let have = shards.iter().filter(|s| s.is_some()).count();
+        if have < self.data {
+            return Err(ErasureError::NotEnoughShards { have, need: self.data });
+        }
+        if shards[..self.data].iter().all(|s| s.is_some()) {
+            return Ok(());
+        }
+        let mut decoder = ReedSolomonDecoder::new(self.data, self.parity, shard_len).map_err(codec_err)?;
+        for (i, shard) in shards.iter().enumerate() {
+            if let Some(shard) = shard {
+                if i < self.data {
+                    decoder.add_original_shard(i, shard).map_err(codec_err)?;
+                } else {
+                    decoder.add_recovery_shard(i - self.data, shard).map_err(codec_err)?;
+                }
+            }
+        }
+        let result = decoder.decode().map_err(codec_err)?;
+        for (i, restored) in result.restored_original_iter() {
+            shards[i] = Some(Bytes::copy_from_slice(restored));
+        }
+        Ok(())
+    }
+
+    /// Rebuilds every missing shard, data and parity, of one block (for healing).
+    pub fn reconstruct_all(&self, shards: &mut [Option<Bytes>], shard_len: usize) -> Result<(), ErasureError> {
+        self.reconstruct_data(shards, shard_len)?;
+        if shards[self.data..].iter().all(|s| s.is_some()) {
+            return Ok(());
+        }
+        let mut block = Vec::with_capacity(shard_len * self.data);
+        for shard in &shards[..self.data] {
+            block.extend_from_slice(shard.as_ref().expect("data shards were reconstructed"));
+        }
+        let full = self.encode(&block)?;
+        for (i, shard) in full.into_iter().enumerate().skip(self.data) {
+            if shards[i].is_none() {
+                shards[i] = Some(shard);
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies the first `block_len` bytes of the data shards into `out`.
+    pub fn join_data(&self, shards: &[Option<Bytes>], block_len: usize, out: &mut BytesMut) -> Result<(), ErasureError> {
+        let mut left = block_len;
+        for shard in &shards[..self.data] {
+            let shard = shard.as_ref().ok_or(ErasureError::NotEnoughShards { have: 0, need: self.data })?;
+            let take = left.min(shard.len());
+            out.extend_from_slice(&shard[..take]);
+            left -= take;
+            if left == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn codec_err(e: reed_solomon_simd::Error) -> ErasureError {
+    ErasureError::Codec(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn round_trip_with_losses() {
+        for (k, m) in [(1, 0), (1, 1), (2, 1), (2, 2), (4, 2), (12, 4)] {
+            let e = Erasure::new(k, m, 1 << 20).unwrap();
+            for len in [1, 2, 3, 1000, 65537, 1 << 20] {
+                let data = sample(len);
+                let shards = e.encode(&data).unwrap();
+                assert_eq!(shards.len(), k + m);
+                let shard_len = e.shard_size(len);
+                let mut got: Vec<Option<Bytes>> = shards.into_iter().map(Some).collect();
+                // lose the first m shards: the worst case, all data shards gone first
+                for s in got.iter_mut().take(m) {
+                    *s = None;
+                }
+                e.reconstruct_all(&mut got, shard_len).unwrap();
+                let mut out = BytesMut::new();
+                e.join_data(&got, len, &mut out).unwrap();
+                assert_eq!(&out[..], &data[..], "k={k} m={m} len={len}");
+            }
+        }
+    }
+
+    #[test]
+    fn too_many_losses_is_an_error() {
+        let e = Erasure::new(2, 2, 1 << 20).unwrap();
+        let shards = e.encode(&sample(5000)).unwrap();
+        let mut got: Vec<Option<Bytes>> = shards.into_iter().map(Some).collect();
+        got[0] = None;
+        got[1] = None;
+        got[2] = None;
+        assert!(matches!(
+            e.reconstruct_data(&mut got, e.shard_size(5000)),
+            Err(ErasureError::NotEnoughShards { have: 1, need: 2 })
+        ));
+    }
+
+    #[test]
+    fn parity_rebuilt_matches_original() {
+        let e = Erasure::new(4, 2, 1 << 20).unwrap();
+        let data = sample(300_001);
+        let shards = e.encode(&data).unwrap();
+        let mut got: Vec<Option<Bytes>> = shards.iter().cloned().map(Some).collect();
+        got[1] = None;
+        got[5] = None;
+        e.reconstruct_all(&mut got, e.shard_size(data.len())).unwrap();
+        for (a, b) in got.iter().zip(shards.iter()) {
+            assert_eq!(a.as_ref().unwrap(), b);
+        }
+    }
+}

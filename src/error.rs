@@ -1,0 +1,122 @@
+//! The one error type of the storage engine, and the one place that maps it to the
+//! wire: every S3 error code and HTTP status basalt can answer lives in this file.
+//!
+//! Layers below `s3` return these variants; they never format HTTP themselves.
+
+use crate::drive::DriveError;
+
+/// Everything the object layer can refuse or fail with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("the bucket name {0:?} is not valid: {1}")]
+    InvalidBucketName(String, &'static str),
+    #[error("the object key is not valid: {0}")]
+    InvalidObjectName(&'static str),
+    #[error("the object key is longer than {} bytes", crate::object::names::MAX_KEY_BYTES)]
+    KeyTooLong,
+    #[error("the bucket {0:?} does not exist")]
+    NoSuchBucket(String),
+    #[error("the bucket {0:?} already exists")]
+    BucketAlreadyExists(String),
+    #[error("the bucket {0:?} is not empty")]
+    BucketNotEmpty(String),
+    #[error("the object does not exist")]
+    NoSuchKey,
+    #[error("the multipart upload does not exist")]
+    NoSuchUpload,
+    #[error("the requested range is not satisfiable (object size {size})")]
+    InvalidRange { size: u64 },
+    #[error("part {0} is missing or its ETag does not match")]
+    InvalidPart(u32),
+    #[error("parts must be listed in ascending order")]
+    InvalidPartOrder,
+    #[error("part number {0} is outside 1..=10000")]
+    InvalidPartNumber(u32),
+    #[error("part {0} is smaller than the 5 MiB minimum for all parts but the last")]
+    EntityTooSmall(u32),
+    #[error("the body is larger than the {0} byte limit")]
+    EntityTooLarge(u64),
+    #[error("the body ended after {got} bytes, {expected} were declared")]
+    IncompleteBody { expected: u64, got: u64 },
+    #[error("the body is longer than the {0} bytes declared")]
+    BodyTooLong(u64),
+    #[error("the body's MD5 does not match Content-MD5")]
+    BadDigest,
+    #[error("not enough drives hold a consistent copy to read ({have} of {need} needed)")]
+    InsufficientReadQuorum { have: usize, need: usize },
+    #[error("not enough drives accepted the write ({have} of {need} needed)")]
+    InsufficientWriteQuorum { have: usize, need: usize },
+    #[error("timed out waiting for a lock on the object; retry")]
+    LockTimeout,
+    #[error("the request body could not be read: {0}")]
+    ClientRead(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The S3 error code sent in the XML body.
+    pub fn s3_code(&self) -> &'static str {
+        match self {
+            Error::InvalidBucketName(..) => "InvalidBucketName",
+            Error::InvalidObjectName(_) => "XMinioInvalidObjectName",
+            Error::KeyTooLong => "KeyTooLongError",
+            Error::NoSuchBucket(_) => "NoSuchBucket",
+            Error::BucketAlreadyExists(_) => "BucketAlreadyOwnedByYou",
+            Error::BucketNotEmpty(_) => "BucketNotEmpty",
+            Error::NoSuchKey => "NoSuchKey",
+            Error::NoSuchUpload => "NoSuchUpload",
+            Error::InvalidRange { .. } => "InvalidRange",
+            Error::InvalidPart(_) => "InvalidPart",
+            Error::InvalidPartOrder => "InvalidPartOrder",
+            Error::InvalidPartNumber(_) => "InvalidArgument",
+            Error::EntityTooSmall(_) => "EntityTooSmall",
+            Error::EntityTooLarge(_) => "EntityTooLarge",
+            Error::IncompleteBody { .. } => "IncompleteBody",
+            Error::BodyTooLong(_) => "IncompleteBody",
+            Error::BadDigest => "BadDigest",
+            Error::InsufficientReadQuorum { .. } => "XMinioReadQuorum",
+            Error::InsufficientWriteQuorum { .. } => "XMinioWriteQuorum",
+            Error::LockTimeout => "SlowDown",
+            Error::ClientRead(_) => "IncompleteBody",
+            Error::Internal(_) => "InternalError",
+        }
+    }
+
+    /// The HTTP status that goes with [`Error::s3_code`].
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::InvalidBucketName(..)
+            | Error::InvalidObjectName(_)
+            | Error::KeyTooLong
+            | Error::InvalidPart(_)
+            | Error::InvalidPartOrder
+            | Error::InvalidPartNumber(_)
+            | Error::EntityTooSmall(_)
+            | Error::EntityTooLarge(_)
+            | Error::IncompleteBody { .. }
+            | Error::BodyTooLong(_)
+            | Error::BadDigest
+            | Error::ClientRead(_) => 400,
+            Error::NoSuchBucket(_) | Error::NoSuchKey | Error::NoSuchUpload => 404,
+            Error::BucketAlreadyExists(_) | Error::BucketNotEmpty(_) => 409,
+            Error::InvalidRange { .. } => 416,
+            Error::InsufficientReadQuorum { .. } | Error::InsufficientWriteQuorum { .. } | Error::LockTimeout => 503,
+            Error::Internal(_) => 500,
+        }
+    }
+}
+
+impl From<DriveError> for Error {
+    fn from(e: DriveError) -> Self {
+        Error::Internal(e.to_string())
+    }
+}
+
+impl From<crate::erasure::ErasureError> for Error {
+    fn from(e: crate::erasure::ErasureError) -> Self {
+        Error::Internal(e.to_string())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,257 @@
+//! GET: pick the version read quorum agrees on, then stream it block by block,
+//! reading data shards first and parity only when a data shard is missing or
+//! fails its bitrot check. Damaged objects are reported for healing.
+
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::future::join_all;
+
+use super::quorum::{self, Found};
+use super::{Body, ObjectInfo, ObjectLayer, key_location, names};
+use crate::drive::DriveHandle;
+use crate::erasure::{BITROT_HASH_BYTES, Erasure, shard_file_offset, verify_framed};
+use crate::error::{Error, Result};
+use crate::runtime::lock::LockGuard;
+
+/// A byte range as a client asks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    /// `bytes=start-end` (end inclusive) or `bytes=start-`.
+    From { start: u64, end: Option<u64> },
+    /// `bytes=-n`: the last n bytes.
+    Suffix(u64),
+}
+
+impl Range {
+    /// Resolves to `(offset, length)` within an object of `size` bytes.
+    pub fn resolve(self, size: u64) -> Result<(u64, u64)> {
+        match self {
+            Range::From { start, end } => {
+                if start >= size || end.is_some_and(|e| e < start) {
+                    return Err(Error::InvalidRange { size });
+                }
+                let last = end.map_or(size - 1, |e| e.min(size - 1));
+                Ok((start, last - start + 1))
+            }
+            Range::Suffix(n) => {
+                if n == 0 {
+                    return Err(Error::InvalidRange { size });
+                }
+                let n = n.min(size);
+                Ok((size - n, n))
+            }
+        }
+    }
+}
+
+/// Where each shard of the version lives.
+enum ShardSource {
+    File(DriveHandle),
+    Inline(Bytes),
+    Missing,
+}
+
+/// A streaming read of one object version; holds the object's read lock.
+pub struct ObjectReader {
+    layer: Rc<ObjectLayer>,
+    info: ObjectInfo,
+    bucket: String,
+    key: String,
+    erasure: Erasure,
+    /// Per shard index.
+    sources: Vec<ShardSource>,
+    /// Shard paths are `<key_dir>/<data_dir>/part.<n>`.
+    data_path: String,
+    /// (part number, part size) in object order.
+    parts: Vec<(u32, u64)>,
+    /// Next byte to return and the end of the requested range (exclusive).
+    pos: u64,
+    end: u64,
+    damaged: bool,
+    _guard: LockGuard,
+}
+
+impl ObjectLayer {
+    /// Opens an object (or a byte range of it) for streaming.
+    pub async fn get_object(self: &Rc<Self>, bucket: &str, key: &str, range: Option<Range>) -> Result<ObjectReader> {
+        names::check_bucket(bucket)?;
+        names::check_key(key)?;
+        let guard = self.lock(bucket, key, false).await?;
+        let set = self.set_for(bucket, key);
+        let found = match quorum::read_metas(set, bucket, key).await {
+            Err(Error::NoSuchKey) => {
+                self.require_bucket(bucket).await?;
+                return Err(Error::NoSuchKey);
+            }
+            other => other?,
+        };
+        let meta = &found.meta;
+        let (pos, len) = match range {
+            Some(r) => r.resolve(meta.size)?,
+            None => (0, meta.size),
+        };
+        let erasure = Erasure::new(meta.erasure.data, meta.erasure.parity, meta.erasure.block_size)
+            .map_err(|e| Error::Internal(format!("stored erasure layout: {e}")))?;
+        let sources = shard_sources(set.drives.as_slice(), &found, erasure.total_shards());
+        let (key_dir, _) = key_location(key);
+        let data_path = match &meta.data_dir {
+            Some(d) => format!("{key_dir}/{d}"),
+            None => String::new(),
+        };
+        Ok(ObjectReader {
+            layer: self.clone(),
+            info: ObjectInfo::from_meta(bucket, key, meta),
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            erasure,
+            sources,
+            data_path,
+            parts: meta.parts.iter().map(|p| (p.number, p.size)).collect(),
+            pos,
+            end: pos + len,
+            damaged: found.damaged,
+            _guard: guard,
+        })
+    }
+}
+
+fn shard_sources(drives: &[DriveHandle], found: &Found, shards: usize) -> Vec<ShardSource> {
+    let mut sources: Vec<ShardSource> = (0..shards).map(|_| ShardSource::Missing).collect();
+    for (i, drive) in drives.iter().enumerate() {
+        if !found.agrees(i) {
+            continue;
+        }
+        let Some((m, inline)) = &found.per_drive[i] else { continue };
+        let index = m.erasure.index;
+        if index >= shards {
+            continue;
+        }
+        sources[index] = if found.meta.data_dir.is_none() {
+            ShardSource::Inline(inline.clone())
+        } else {
+            ShardSource::File(drive.clone())
+        };
+    }
+    sources
+}
+
+impl ObjectReader {
+    pub fn info(&self) -> &ObjectInfo {
+        &self.info
+    }
+
+    /// Bytes left to return.
+    pub fn remaining(&self) -> u64 {
+        self.end - self.pos
+    }
+
+    /// The next piece of the object (at most one block); `None` at the end.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
+        if self.pos >= self.end {
+            self.finish_damage_report();
+            return Ok(None);
+        }
+        // Find the part and block holding `pos`.
+        let block_size = self.erasure.block_size() as u64;
+        let mut part_start = 0;
+        let mut part = None;
+        for &(number, size) in &self.parts {
+            if self.pos < part_start + size {
+                part = Some((number, size));
+                break;
+            }
+            part_start += size;
+        }
+        let (number, part_size) = part.ok_or_else(|| Error::Internal("range beyond the parts".into()))?;
+        let in_part = self.pos - part_start;
+        let block_index = in_part / block_size;
+        let block_start = block_index * block_size;
+        let block_len = (part_size - block_start).min(block_size) as usize;
+        let block = self.read_block(number, block_index, block_len).await?;
+        let from = (in_part - block_start) as usize;
+        let to = ((self.end - part_start - block_start) as usize).min(block_len);
+        self.pos += (to - from) as u64;
+        Ok(Some(block.slice(from..to)))
+    }
+
+    /// Reads, verifies and (when needed) reconstructs one block.
+    async fn read_block(&mut self, part: u32, block_index: u64, block_len: usize) -> Result<Bytes> {
+        let k = self.erasure.data_shards();
+        let n = self.erasure.total_shards();
+        let shard_len = self.erasure.shard_size(block_len);
+        let offset = shard_file_offset(&self.erasure, block_index);
+        let framed_len = (BITROT_HASH_BYTES + shard_len) as u64;
+        let path = format!("{}/part.{part}", self.data_path);
+        let mut shards: Vec<Option<Bytes>> = vec![None; n];
+        // Data shards first; each failure brings in the next parity shard.
+        let mut wanted: Vec<usize> = (0..n).filter(|i| !matches!(self.sources[*i], ShardSource::Missing)).collect();
+        let mut next = 0;
+        let mut good = 0;
+        while good < k {
+            let batch: Vec<usize> = wanted[next..].iter().copied().take(k - good).collect();
+            if batch.is_empty() {
+                self.damaged = true;
+                self.finish_damage_report();
+                return Err(Error::InsufficientReadQuorum { have: good, need: k });
+            }
+            next += batch.len();
+            let (sources, bucket, path) = (&self.sources, self.bucket.as_str(), &path);
+            let reads = batch.iter().map(|&i| {
+                let source = &sources[i];
+                async move {
+                    let framed = match source {
+                        ShardSource::File(d) => d.read_at(bucket, path, offset, framed_len).await.ok(),
+                        ShardSource::Inline(bytes) => {
+                            let start = offset as usize;
+                            let stop = start + framed_len as usize;
+                            (stop <= bytes.len()).then(|| bytes.slice(start..stop))
+                        }
+                        ShardSource::Missing => None,
+                    };
+                    let shard = framed
+                        .filter(|f| verify_framed(f, shard_len).is_some())
+                        .map(|f| f.slice(BITROT_HASH_BYTES..));
+                    (i, shard)
+                }
+            });
+            let results = join_all(reads).await;
+            for (i, shard) in results {
+                match shard {
+                    Some(s) => {
+                        shards[i] = Some(s);
+                        good += 1;
+                    }
+                    None => {
+                        // Bitrot, truncation or a vanished file: never use this shard again.
+                        self.sources[i] = ShardSource::Missing;
+                        self.damaged = true;
+                    }
+                }
+            }
+        }
+        wanted.clear();
+        self.erasure.reconstruct_data(&mut shards, shard_len)?;
+        let mut out = BytesMut::with_capacity(block_len);
+        self.erasure.join_data(&shards, block_len, &mut out)?;
+        Ok(out.freeze())
+    }
+
+    fn finish_damage_report(&mut self) {
+        if std::mem::take(&mut self.damaged) {
+            self.layer.report_damage(&self.bucket, &self.key);
+        }
+    }
+}
+
+impl Drop for ObjectReader {
+    fn drop(&mut self) {
+        self.finish_damage_report();
+    }
+}
+
+impl Body for ObjectReader {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
+        ObjectReader::next_chunk(self).await
+    }
+}

@@ -1,0 +1,325 @@
+//! PUT: stream a body into shard files (or, for small objects, into the metadata
+//! itself), then commit on every drive under the object's write lock.
+//!
+//! Data path per 1 MiB block: copy from the body's chunks into the block buffer
+//! (copy 1), MD5, Reed-Solomon encode (the padded copy of the block is copy 2;
+//! data shards are slices of it), bitrot hash, then each shard goes to its drive's
+//! writer, which copies it into a DMA buffer (copy 3) or, for another core, sends
+//! it over a channel first. The body is never held whole.
+
+use bytes::{Bytes, BytesMut};
+use futures_util::future::join_all;
+use md5::{Digest, Md5};
+
+use super::{Body, INLINE_MAX_BYTES, MAX_OBJECT_BYTES, ObjectInfo, ObjectLayer, PutOptions, Set, key_location, names};
+use crate::drive::meta::{self, ErasureInfo, ObjectMeta, PartInfo};
+use crate::drive::{DATA_DIR_PREFIX, DriveHandle, DriveOp, DriveReply, SYS_VOLUME, ShardWriter, TMP_DIR};
+use crate::erasure::{BITROT_HASH_BYTES, Erasure, bitrot_hash};
+use crate::error::{Error, Result};
+
+/// A body consumed into shards.
+pub(crate) enum Staged {
+    /// Small object: each shard index's framed shards, to go inside its metadata.
+    Inline { size: u64, md5: [u8; 16], shards: Vec<Bytes> },
+    /// Shard files written and synced; `ok[i]` says whether shard `i`'s drive has its file.
+    Files { size: u64, md5: [u8; 16], ok: Vec<bool> },
+}
+
+impl Staged {
+    pub fn size(&self) -> u64 {
+        match self {
+            Staged::Inline { size, .. } | Staged::Files { size, .. } => *size,
+        }
+    }
+
+    pub fn md5(&self) -> [u8; 16] {
+        match self {
+            Staged::Inline { md5, .. } | Staged::Files { md5, .. } => *md5,
+        }
+    }
+}
+
+/// Reads a body block by block, enforcing the declared length and the size limit.
+struct BlockReader<'a, B> {
+    body: &'a mut B,
+    pending: Option<Bytes>,
+    declared: Option<u64>,
+    limit: u64,
+    total: u64,
+    eof: bool,
+}
+
+impl<B: Body> BlockReader<'_, B> {
+    /// Appends to `block` until it holds `want` bytes or the body ends.
+    async fn fill(&mut self, block: &mut BytesMut, want: usize) -> Result<()> {
+        while block.len() < want {
+            let chunk = match self.pending.take() {
+                Some(c) => c,
+                None => match self.body.next_chunk().await? {
+                    Some(c) => c,
+                    None => {
+                        self.eof = true;
+                        if let Some(d) = self.declared
+                            && self.total != d
+                        {
+                            return Err(Error::IncompleteBody { expected: d, got: self.total });
+                        }
+                        return Ok(());
+                    }
+                },
+            };
+            let take = (want - block.len()).min(chunk.len());
+            self.total += take as u64;
+            if let Some(d) = self.declared
+                && self.total > d
+            {
+                return Err(Error::BodyTooLong(d));
+            }
+            if self.total > self.limit {
+                return Err(Error::EntityTooLarge(self.limit));
+            }
+            block.extend_from_slice(&chunk[..take]);
+            if take < chunk.len() {
+                self.pending = Some(chunk.slice(take..));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Streams `body` into shard files at `path` (under the system volume) on the
+/// drives in `order`, or returns it inline when `allow_inline` and it is small.
+pub(crate) async fn stage<B: Body>(
+    order: &[DriveHandle],
+    erasure: Erasure,
+    write_quorum: usize,
+    body: &mut B,
+    declared: Option<u64>,
+    limit: u64,
+    path: &str,
+    allow_inline: bool,
+) -> Result<Staged> {
+    if let Some(d) = declared
+        && d > limit
+    {
+        return Err(Error::EntityTooLarge(limit));
+    }
+    let block_size = erasure.block_size();
+    let mut reader = BlockReader { body, pending: None, declared, limit, total: 0, eof: false };
+    let mut block = BytesMut::with_capacity(block_size);
+    let mut md5 = Md5::new();
+
+    if allow_inline {
+        reader.fill(&mut block, INLINE_MAX_BYTES + 1).await?;
+        if reader.eof {
+            md5.update(&block);
+            let shards = erasure.encode(&block)?;
+            let framed = shards.iter().map(|s| frame(s)).collect();
+            return Ok(Staged::Inline { size: block.len() as u64, md5: md5.finalize().into(), shards: framed });
+        }
+    }
+
+    let opened = join_all(order.iter().map(|d| d.create_file(SYS_VOLUME, path))).await;
+    let mut writers: Vec<Option<ShardWriter>> = opened.into_iter().map(Result::ok).collect();
+    check_quorum(&writers, write_quorum)?;
+    loop {
+        reader.fill(&mut block, block_size).await?;
+        if block.is_empty() && reader.eof {
+            break;
+        }
+        md5.update(&block);
+        let shards = erasure.encode(&block)?;
+        let writes = writers.iter_mut().zip(shards).map(|(w, shard)| async move {
+            if let Some(writer) = w {
+                let hash = Bytes::copy_from_slice(&bitrot_hash(&shard).to_le_bytes());
+                let r = match writer.write(hash).await {
+                    Ok(()) => writer.write(shard).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "shard write failed; continuing with the remaining drives");
+                    *w = None;
+                }
+            }
+        });
+        join_all(writes).await;
+        check_quorum(&writers, write_quorum)?;
+        block.clear();
+        if reader.eof {
+            break;
+        }
+    }
+    let finished = join_all(writers.into_iter().map(|w| async move {
+        match w {
+            Some(w) => w.finish().await.is_ok(),
+            None => false,
+        }
+    }))
+    .await;
+    let have = finished.iter().filter(|ok| **ok).count();
+    if have < write_quorum {
+        return Err(Error::InsufficientWriteQuorum { have, need: write_quorum });
+    }
+    Ok(Staged::Files { size: reader.total, md5: md5.finalize().into(), ok: finished })
+}
+
+fn check_quorum(writers: &[Option<ShardWriter>], need: usize) -> Result<()> {
+    let have = writers.iter().filter(|w| w.is_some()).count();
+    if have < need { Err(Error::InsufficientWriteQuorum { have, need }) } else { Ok(()) }
+}
+
+/// `[hash][shard]`, the unit stored for each block.
+pub(crate) fn frame(shard: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(BITROT_HASH_BYTES + shard.len());
+    out.extend_from_slice(&bitrot_hash(shard).to_le_bytes());
+    out.extend_from_slice(shard);
+    out.freeze()
+}
+
+/// Best-effort removal of a staging directory from every drive.
+pub(crate) async fn discard(order: &[DriveHandle], tmp_dir: &str) {
+    join_all(order.iter().map(|d| d.delete(SYS_VOLUME, tmp_dir, true))).await;
+}
+
+impl ObjectLayer {
+    /// Stores an object; returns once write quorum of drives has it durably.
+    pub async fn put_object<B: Body>(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: &mut B,
+        options: PutOptions,
+    ) -> Result<ObjectInfo> {
+        names::check_bucket(bucket)?;
+        names::check_key(key)?;
+        self.require_bucket(bucket).await?;
+        let set = self.set_for(bucket, key);
+        let order = self.shard_order(set, key);
+        let tmp_dir = format!("{TMP_DIR}/{}", uuid::Uuid::new_v4());
+        let staged = stage(
+            &order,
+            set.erasure,
+            set.write_quorum,
+            body,
+            options.size,
+            MAX_OBJECT_BYTES,
+            &format!("{tmp_dir}/part.1"),
+            true,
+        )
+        .await;
+        let staged = match staged {
+            Ok(s) => s,
+            Err(e) => {
+                discard(&order, &tmp_dir).await;
+                return Err(e);
+            }
+        };
+        if let Some(want) = options.content_md5
+            && want != staged.md5()
+        {
+            discard(&order, &tmp_dir).await;
+            return Err(Error::BadDigest);
+        }
+        let etag = hex(&staged.md5());
+        let size = staged.size();
+        let meta = ObjectMeta {
+            version_id: uuid::Uuid::new_v4().to_string(),
+            mod_time_ns: super::now_ns(),
+            size,
+            etag: etag.clone(),
+            content_type: options.content_type.unwrap_or_else(|| "application/octet-stream".into()),
+            headers: options.headers,
+            user_meta: options.user_meta,
+            checksums: options.checksums,
+            erasure: ErasureInfo {
+                data: set.erasure.data_shards(),
+                parity: set.erasure.parity_shards(),
+                block_size: set.erasure.block_size(),
+                index: 0,
+            },
+            parts: vec![PartInfo { number: 1, size, etag }],
+            data_dir: None,
+        };
+        let result = self.commit(set, &order, bucket, key, meta, staged, &tmp_dir).await;
+        if result.is_err() {
+            discard(&order, &tmp_dir).await;
+        }
+        result
+    }
+
+    /// Commits a staged version on every drive that staged it, under the write lock.
+    /// Below write quorum, the drives that did commit are rolled back, so the
+    /// previous version stays the one readers see.
+    pub(crate) async fn commit(
+        &self,
+        set: &Set,
+        order: &[DriveHandle],
+        bucket: &str,
+        key: &str,
+        mut meta: ObjectMeta,
+        staged: Staged,
+        tmp_dir: &str,
+    ) -> Result<ObjectInfo> {
+        let (key_dir, meta_name) = key_location(key);
+        let (ok, inline, data_dir) = match staged {
+            Staged::Inline { shards, .. } => (vec![true; order.len()], Some(shards), None),
+            Staged::Files { ok, .. } => (ok, None, Some(format!("{DATA_DIR_PREFIX}{}", uuid::Uuid::new_v4()))),
+        };
+        meta.data_dir = data_dir.clone();
+        let _guard = self.lock(bucket, key, true).await?;
+        let renames = order.iter().enumerate().filter(|(i, _)| ok[*i]).map(|(i, d)| {
+            let mut mine = meta.clone();
+            mine.erasure.index = i;
+            let bytes = meta::encode(&mine, inline.as_ref().map_or(&[][..], |s| &s[i][..]));
+            let op = DriveOp::RenameData {
+                src_dir: data_dir.as_ref().map(|_| tmp_dir.to_string()),
+                volume: bucket.into(),
+                key_dir: key_dir.into(),
+                data_dir: data_dir.clone(),
+                meta_name: meta_name.into(),
+                meta: bytes,
+            };
+            async move { (d, d.call(op).await) }
+        });
+        let results = join_all(renames).await;
+        let mut committed = Vec::new();
+        let mut no_bucket = 0;
+        for (d, r) in results {
+            match r {
+                Ok(DriveReply::OldMeta(old)) => committed.push((d, old)),
+                Ok(_) => {}
+                Err(crate::drive::DriveError::VolumeNotFound) => no_bucket += 1,
+                Err(e) => tracing::warn!(error = %e, "commit failed on a drive"),
+            }
+        }
+        if committed.len() < set.write_quorum {
+            let undo = committed.iter().map(|(d, old)| {
+                d.call(DriveOp::UndoRename {
+                    volume: bucket.into(),
+                    key_dir: key_dir.into(),
+                    meta_name: meta_name.into(),
+                    old_meta: old.clone(),
+                    data_dir: data_dir.clone(),
+                })
+            });
+            join_all(undo).await;
+            if no_bucket >= set.read_quorum {
+                return Err(Error::NoSuchBucket(bucket.to_string()));
+            }
+            return Err(Error::InsufficientWriteQuorum { have: committed.len(), need: set.write_quorum });
+        }
+        // The new version is durable on quorum: drop the old version's data.
+        let cleanups = committed.iter().filter_map(|(d, old)| {
+            let old_dir = meta::decode(old.as_ref()?).ok()?.0.data_dir?;
+            (Some(&old_dir) != data_dir.as_ref()).then(|| {
+                d.call(DriveOp::DeleteDataDir { volume: bucket.into(), key_dir: key_dir.into(), data_dir: old_dir })
+            })
+        });
+        join_all(cleanups).await;
+        Ok(super::ObjectInfo::from_meta(bucket, key, &meta))
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,133 @@
+//! Per-key read/write locks, each key owned by one core (`hash(key) mod cores`).
+//!
+//! A lock request travels to the owner core like a drive request does; the owner
+//! keeps a FIFO queue per key and grants compatible requests in order. A waiter
+//! that gives up (timeout) or a holder that finishes sends `Release`; because one
+//! core's messages to another arrive in order, a release always finds the request
+//! it names, queued or granted, and nothing is ever held by a waiter that left.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_channel::oneshot;
+
+use super::Core;
+use crate::error::{Error, Result};
+
+/// How long a request waits for a lock before failing with `SlowDown`: long
+/// enough for a large PUT's commit, short enough that a deadlock (two copies in
+/// opposite directions) clears itself.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A message to the core that owns a key's lock.
+pub enum LockMsg {
+    Acquire { key: String, write: bool, holder: u64, reply: oneshot::Sender<()> },
+    Release { key: String, holder: u64 },
+}
+
+struct Waiter {
+    holder: u64,
+    write: bool,
+    reply: oneshot::Sender<()>,
+}
+
+#[derive(Default)]
+struct KeyState {
+    readers: Vec<u64>,
+    writer: Option<u64>,
+    queue: VecDeque<Waiter>,
+}
+
+/// The locks owned by one core.
+#[derive(Default)]
+pub struct LockTable {
+    keys: RefCell<HashMap<String, KeyState>>,
+}
+
+impl LockTable {
+    pub fn handle(&self, msg: LockMsg) {
+        match msg {
+            LockMsg::Acquire { key, write, holder, reply } => {
+                let mut keys = self.keys.borrow_mut();
+                let state = keys.entry(key).or_default();
+                state.queue.push_back(Waiter { holder, write, reply });
+                grant(state);
+            }
+            LockMsg::Release { key, holder } => {
+                let mut keys = self.keys.borrow_mut();
+                if let Some(state) = keys.get_mut(&key) {
+                    if state.writer == Some(holder) {
+                        state.writer = None;
+                    }
+                    state.readers.retain(|h| *h != holder);
+                    state.queue.retain(|w| w.holder != holder);
+                    grant(state);
+                    if state.writer.is_none() && state.readers.is_empty() && state.queue.is_empty() {
+                        keys.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Keys with a holder or a waiter (for tests and metrics).
+    pub fn active_keys(&self) -> usize {
+        self.keys.borrow().len()
+    }
+}
+
+fn grant(state: &mut KeyState) {
+    while let Some(front) = state.queue.front() {
+        let free = state.writer.is_none() && (if front.write { state.readers.is_empty() } else { true });
+        if !free {
+            break;
+        }
+        let waiter = state.queue.pop_front().expect("front exists");
+        // A waiter that already left dropped its receiver: skip it.
+        if waiter.reply.send(()).is_ok() {
+            if waiter.write {
+                state.writer = Some(waiter.holder);
+            } else {
+                state.readers.push(waiter.holder);
+            }
+        }
+    }
+}
+
+/// A held lock; released when dropped.
+pub struct LockGuard {
+    core: Rc<Core>,
+    owner: usize,
+    key: String,
+    holder: u64,
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        let msg = LockMsg::Release { key: std::mem::take(&mut self.key), holder: self.holder };
+        self.core.send_lock(self.owner, msg);
+    }
+}
+
+/// Takes the read or write lock of `key`, waiting at most `timeout`.
+pub async fn lock(core: &Rc<Core>, key: &str, write: bool, timeout: Duration) -> Result<LockGuard> {
+    let owner = core.lock_owner(key);
+    let holder = core.next_lock_holder();
+    let (tx, rx) = oneshot::channel();
+    core.send_lock(owner, LockMsg::Acquire { key: key.to_string(), write, holder, reply: tx });
+    let guard = LockGuard { core: core.clone(), owner, key: key.to_string(), holder };
+    let granted = futures_lite::future::or(async { rx.await.is_ok() }, async {
+        glommio::timer::sleep(timeout).await;
+        false
+    })
+    .await;
+    if granted {
+        Ok(guard)
+    } else {
+        // Dropping the guard sends the release that withdraws the request.
+        drop(guard);
+        Err(Error::LockTimeout)
+    }
+}

@@ -1,0 +1,119 @@
+//! Cross-core messages: how an executor reaches a drive (or a lock) owned by
+//! another core of this node. Requests go over glommio's shared channels (one
+//! SPSC channel per pair of cores); answers come back on oneshot channels; shard
+//! data streams over a bounded channel so a slow drive pushes back on the writer.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use futures_channel::{mpsc, oneshot};
+use futures_util::{SinkExt, StreamExt};
+
+use super::Core;
+use super::lock::LockMsg;
+use crate::drive::{DriveError, DriveOp, DriveReply, DriveResult};
+
+/// Shard chunks queued between a writer and the owner core; two blocks' worth
+/// keeps the owner's disk busy while the coder produces the next one.
+const WRITER_QUEUE_CHUNKS: usize = 2;
+
+/// A message from one core to another.
+pub enum CoreMsg {
+    Drive { drive: usize, op: DriveOp, reply: oneshot::Sender<DriveResult<DriveReply>> },
+    CreateFile {
+        drive: usize,
+        volume: String,
+        path: String,
+        chunks: mpsc::Receiver<Bytes>,
+        reply: oneshot::Sender<DriveResult<u64>>,
+    },
+    Lock(LockMsg),
+}
+
+/// A drive owned by another core of this node.
+#[derive(Clone)]
+pub struct CoreDrive {
+    pub(super) core: Rc<Core>,
+    pub(super) owner: usize,
+    pub(super) drive: usize,
+}
+
+impl CoreDrive {
+    pub fn owner(&self) -> usize {
+        self.owner
+    }
+
+    pub async fn call(&self, op: DriveOp) -> DriveResult<DriveReply> {
+        let (tx, rx) = oneshot::channel();
+        self.core.send(self.owner, CoreMsg::Drive { drive: self.drive, op, reply: tx }).await?;
+        rx.await.map_err(|_| DriveError::Offline)?
+    }
+
+    pub async fn create_file(&self, volume: &str, path: &str) -> DriveResult<CoreWriter> {
+        let (chunks_tx, chunks_rx) = mpsc::channel(WRITER_QUEUE_CHUNKS);
+        let (tx, rx) = oneshot::channel();
+        let msg = CoreMsg::CreateFile {
+            drive: self.drive,
+            volume: volume.to_string(),
+            path: path.to_string(),
+            chunks: chunks_rx,
+            reply: tx,
+        };
+        self.core.send(self.owner, msg).await?;
+        Ok(CoreWriter { chunks: chunks_tx, done: rx })
+    }
+}
+
+/// Streams a shard file to a drive on another core.
+pub struct CoreWriter {
+    chunks: mpsc::Sender<Bytes>,
+    done: oneshot::Receiver<DriveResult<u64>>,
+}
+
+impl CoreWriter {
+    pub async fn write(&mut self, data: Bytes) -> DriveResult<()> {
+        if self.chunks.send(data).await.is_err() {
+            // The owner stopped reading: it failed; its answer says why.
+            return Err(match (&mut self.done).await {
+                Ok(Err(e)) => e,
+                _ => DriveError::Offline,
+            });
+        }
+        Ok(())
+    }
+
+    pub async fn finish(self) -> DriveResult<u64> {
+        let CoreWriter { chunks, done } = self;
+        drop(chunks);
+        done.await.map_err(|_| DriveError::Offline)?
+    }
+}
+
+/// Serves one message on the owner core.
+pub(super) async fn serve(core: Rc<Core>, msg: CoreMsg) {
+    match msg {
+        CoreMsg::Drive { drive, op, reply } => {
+            let result = match core.local_drive(drive) {
+                Some(d) => d.execute(op).await,
+                None => Err(DriveError::Offline),
+            };
+            let _ = reply.send(result);
+        }
+        CoreMsg::CreateFile { drive, volume, path, mut chunks, reply } => {
+            let Some(d) = core.local_drive(drive) else {
+                let _ = reply.send(Err(DriveError::Offline));
+                return;
+            };
+            let result = async {
+                let mut writer = d.create_file(&volume, &path).await?;
+                while let Some(chunk) = chunks.next().await {
+                    writer.write(&chunk).await?;
+                }
+                writer.finish().await
+            }
+            .await;
+            let _ = reply.send(result);
+        }
+        CoreMsg::Lock(msg) => core.locks.handle(msg),
+    }
+}
