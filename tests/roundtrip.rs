@@ -1,0 +1,216 @@
+//! Objects of every interesting size come back byte for byte, whole and in
+//! ranges, on every drive count the layouts cover.
+
+mod common;
+
+use basalt::Error;
+use basalt::object::Range;
+use common::{KIB, MIB, Node, data};
+
+const SIZES: [usize; 7] = [0, 1, 128 * KIB - 1, 128 * KIB + 1, MIB - 1, MIB + 1, 10 * MIB];
+
+fn round_trips(drives: usize) {
+    let node = Node::start(drives, 2);
+    node.make_bucket("bucket").unwrap();
+    for (i, size) in SIZES.iter().enumerate() {
+        let body = data(*size, i as u64);
+        let key = format!("objects/size-{size}");
+        let info = node.put("bucket", &key, &body).unwrap();
+        assert_eq!(info.size, *size as u64);
+        assert_eq!(info.etag, md5_hex(&body), "ETag is the MD5 of the content");
+        // Read from both cores: one owns half the drives, the other the rest.
+        for core in 0..2 {
+            let got = node.get_on(core, "bucket", &key, None).unwrap();
+            assert!(got == body, "{drives} drives, {size} bytes, core {core}: content differs");
+        }
+        let head = node.head("bucket", &key).unwrap();
+        assert_eq!((head.size, head.etag.as_str()), (*size as u64, info.etag.as_str()));
+    }
+}
+
+fn md5_hex(b: &[u8]) -> String {
+    use md5::Digest;
+    md5::Md5::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn round_trip_1_drive() {
+    round_trips(1);
+}
+
+#[test]
+fn round_trip_4_drives() {
+    round_trips(4);
+}
+
+#[test]
+fn round_trip_6_drives() {
+    round_trips(6);
+}
+
+#[test]
+fn round_trip_16_drives() {
+    round_trips(16);
+}
+
+#[test]
+fn ranges_at_block_and_shard_boundaries() {
+    for drives in [1, 4, 16] {
+        let node = Node::start(drives, 2);
+        node.make_bucket("bucket").unwrap();
+        let size = 3 * MIB + 12345;
+        let body = data(size, 7);
+        node.put("bucket", "big", &body).unwrap();
+        let small = data(100 * KIB, 8);
+        node.put("bucket", "small", &small).unwrap();
+        let layout = node.rt().layout().clone();
+        let shard = MIB.div_ceil(layout.data);
+        let mut points = vec![0, 1, shard - 1, shard, shard + 1, MIB - 1, MIB, MIB + 1, 2 * MIB, size - 1];
+        points.extend([MIB + shard, 2 * MIB - shard]);
+        for &start in &points {
+            for &len in &[1usize, 2, shard, MIB, MIB + 1, size] {
+                let end = (start + len - 1).min(size - 1);
+                let got = node
+                    .get_on(start % 2, "bucket", "big", Some(Range::From { start: start as u64, end: Some(end as u64) }))
+                    .unwrap();
+                assert!(got == body[start..=end], "{drives} drives: range {start}-{end}");
+            }
+        }
+        let tail = node.get_on(0, "bucket", "big", Some(Range::From { start: (size - 10) as u64, end: None })).unwrap();
+        assert_eq!(tail, body[size - 10..]);
+        let suffix = node.get_on(0, "bucket", "big", Some(Range::Suffix(MIB as u64 + 3))).unwrap();
+        assert_eq!(suffix, body[size - MIB - 3..]);
+        let inline = node
+            .get_on(1, "bucket", "small", Some(Range::From { start: 1000, end: Some(50_000) }))
+            .unwrap();
+        assert_eq!(inline, small[1000..=50_000]);
+        let err = node.get_on(0, "bucket", "big", Some(Range::From { start: size as u64, end: None })).unwrap_err();
+        assert_eq!(err, Error::InvalidRange { size: size as u64 });
+        assert_eq!(err.http_status(), 416);
+    }
+}
+
+#[test]
+fn overwrite_replaces_and_removes_old_data() {
+    let node = Node::start(4, 2);
+    node.make_bucket("bucket").unwrap();
+    let first = data(3 * MIB, 1);
+    let second = data(2 * MIB + 5, 2);
+    node.put("bucket", "k", &first).unwrap();
+    node.put("bucket", "k", &second).unwrap();
+    assert_eq!(node.get("bucket", "k").unwrap(), second);
+    for d in 0..4 {
+        let dirs: Vec<_> = std::fs::read_dir(node.key_dir(d, "bucket", "k"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".basalt.data."))
+            .collect();
+        assert_eq!(dirs.len(), 1, "drive {d} keeps only the current version's data");
+    }
+    // Overwrite a large object with a small (inline) one and back.
+    node.put("bucket", "k", b"tiny").unwrap();
+    assert_eq!(node.get("bucket", "k").unwrap(), b"tiny");
+    assert!(node.shard_files(0, "bucket", "k").is_empty());
+    node.put("bucket", "k", &first).unwrap();
+    assert_eq!(node.get("bucket", "k").unwrap(), first);
+}
+
+#[test]
+fn delete_head_copy_and_metadata() {
+    let node = Node::start(4, 2);
+    node.make_bucket("bucket").unwrap();
+    let body = data(2 * MIB, 3);
+    let b2 = body.clone();
+    let info = node.rt().run_on(1, move |ctx| async move {
+        let mut opts = basalt::object::PutOptions {
+            size: Some(b2.len() as u64),
+            content_type: Some("image/png".into()),
+            ..Default::default()
+        };
+        opts.user_meta.insert("color".into(), "blue".into());
+        opts.headers.insert("cache-control".into(), "max-age=60".into());
+        let mut src = basalt::object::BytesBody::new(b2, 1000);
+        ctx.objects.put_object("bucket", "src", &mut src, opts).await
+    });
+    let info = info.unwrap();
+    let head = node.head("bucket", "src").unwrap();
+    assert_eq!(head.content_type, "image/png");
+    assert_eq!(head.user_meta.get("color").map(String::as_str), Some("blue"));
+    assert_eq!(head.headers.get("cache-control").map(String::as_str), Some("max-age=60"));
+    // Copy keeps content and metadata.
+    let copied = node
+        .rt()
+        .run_on(0, |ctx| async move { ctx.objects.copy_object("bucket", "src", "bucket", "dst/copy", None).await })
+        .unwrap();
+    assert_eq!(copied.etag, info.etag);
+    assert_eq!(node.get("bucket", "dst/copy").unwrap(), body);
+    assert_eq!(node.head("bucket", "dst/copy").unwrap().user_meta, head.user_meta);
+    // Copy onto itself replaces metadata only.
+    let replaced = node
+        .rt()
+        .run_on(0, |ctx| async move {
+            let mut opts = basalt::object::PutOptions { content_type: Some("text/plain".into()), ..Default::default() };
+            opts.user_meta.insert("color".into(), "red".into());
+            ctx.objects.copy_object("bucket", "src", "bucket", "src", Some(opts)).await
+        })
+        .unwrap();
+    assert_eq!(replaced.etag, info.etag);
+    let head = node.head("bucket", "src").unwrap();
+    assert_eq!((head.content_type.as_str(), head.user_meta["color"].as_str()), ("text/plain", "red"));
+    assert_eq!(node.get("bucket", "src").unwrap(), body);
+    // Delete removes it from every drive, directories included.
+    node.delete("bucket", "dst/copy").unwrap();
+    assert_eq!(node.get("bucket", "dst/copy").unwrap_err(), Error::NoSuchKey);
+    assert_eq!(node.head("bucket", "dst/copy").unwrap_err(), Error::NoSuchKey);
+    for d in 0..4 {
+        assert!(!node.drives[d].join("bucket/dst").exists(), "empty directories pruned on drive {d}");
+    }
+    // Deleting a missing object succeeds, as in S3.
+    node.delete("bucket", "never-existed").unwrap();
+    // Directory objects ("folder/") live beside plain ones.
+    node.put("bucket", "folder/", b"").unwrap();
+    node.put("bucket", "folder", b"file").unwrap();
+    assert_eq!(node.get("bucket", "folder/").unwrap(), b"");
+    assert_eq!(node.get("bucket", "folder").unwrap(), b"file");
+}
+
+#[test]
+fn buckets_lifecycle() {
+    let node = Node::start(4, 2);
+    node.make_bucket("alpha").unwrap();
+    node.make_bucket("beta").unwrap();
+    assert_eq!(node.make_bucket("alpha").unwrap_err(), Error::BucketAlreadyExists("alpha".into()));
+    let names: Vec<String> = node
+        .rt()
+        .run_on(1, |ctx| async move { ctx.objects.list_buckets().await })
+        .unwrap()
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    assert_eq!(names, ["alpha", "beta"]);
+    node.put("alpha", "x", b"1").unwrap();
+    let del = |b: &'static str| node.rt().run_on(0, move |ctx| async move { ctx.objects.delete_bucket(b).await });
+    assert_eq!(del("alpha").unwrap_err(), Error::BucketNotEmpty("alpha".into()));
+    node.delete("alpha", "x").unwrap();
+    del("alpha").unwrap();
+    assert_eq!(del("alpha").unwrap_err(), Error::NoSuchBucket("alpha".into()));
+    assert_eq!(node.put("alpha", "x", b"1").unwrap_err(), Error::NoSuchBucket("alpha".into()));
+    assert_eq!(node.get("alpha", "x").unwrap_err(), Error::NoSuchBucket("alpha".into()));
+    let exists = node.rt().run_on(0, |ctx| async move { ctx.objects.bucket_exists("beta").await }).unwrap();
+    assert!(exists);
+}
+
+#[test]
+fn data_survives_restart_and_tmp_is_cleaned() {
+    let mut node = Node::start(4, 2);
+    node.make_bucket("bucket").unwrap();
+    let body = data(5 * MIB, 9);
+    node.put("bucket", "persisted", &body).unwrap();
+    // Leftovers of an interrupted write.
+    let junk = node.drives[2].join(".basalt.sys/tmp/interrupted-upload");
+    std::fs::create_dir_all(&junk).unwrap();
+    std::fs::write(junk.join("part.1"), b"half a shard").unwrap();
+    node.restart();
+    assert!(!junk.exists(), "temp leftovers are removed at start");
+    assert_eq!(node.get("bucket", "persisted").unwrap(), body);
+}
