@@ -91,8 +91,21 @@ impl LocalDrive {
 
     /// Performs one operation.
     pub async fn execute(&self, op: DriveOp) -> DriveResult<DriveReply> {
-        let r = self.execute_inner(op).await;
+        let r = match self.execute_inner(op).await {
+            // "Not found" from a drive whose root vanished (unmounted, wiped) means
+            // the drive is gone, not the file: never let it vote "no such object".
+            Err(DriveError::FileNotFound | DriveError::VolumeNotFound) if !self.present().await => {
+                Err(DriveError::Offline)
+            }
+            other => other,
+        };
         self.note(r)
+    }
+
+    /// Whether the drive still holds its format file.
+    async fn present(&self) -> bool {
+        let format = format::format_path(&self.root);
+        blocking(move || Ok(format.exists())).await.unwrap_or(false)
     }
 
     async fn execute_inner(&self, op: DriveOp) -> DriveResult<DriveReply> {

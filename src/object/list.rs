@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use futures_util::StreamExt;
 use futures_util::future::join_all;
 
 use super::{ObjectInfo, ObjectLayer, key_location, names, quorum};
@@ -22,6 +23,9 @@ const WALK_BATCH: usize = 1000;
 /// Greater than any character a key may hold after a common prefix; used to skip
 /// past everything under a prefix already reported.
 const PAST_PREFIX: char = char::MAX;
+/// Keys whose metadata a listing reads at once. Each read touches every drive of
+/// the key's set, so this bounds open files at `16 * this` per listing.
+const LIST_META_READS_IN_FLIGHT: usize = 32;
 
 #[derive(Debug, Clone, Default)]
 pub struct ListOptions {
@@ -94,7 +98,8 @@ impl ObjectLayer {
                 marker = key.clone();
                 result.objects.push(info);
                 if result.objects.len() + result.prefixes.len() >= max_keys {
-                    result.is_truncated = keys.peek().is_some() || !exhausted || self.has_more(bucket, prefix, &marker).await?;
+                    result.is_truncated =
+                        keys.peek().is_some() || (!exhausted && self.has_more(bucket, prefix, &marker).await?);
                     result.next_marker = result.is_truncated.then(|| key.clone());
                     return Ok(result);
                 }
@@ -148,7 +153,10 @@ impl ObjectLayer {
         // Metadata for the listed keys (size, ETag, mtime), by quorum read per key.
         let mut out = Vec::with_capacity(merged.len());
         let keys: Vec<String> = merged.into_keys().collect();
-        let infos = join_all(keys.iter().map(|k| self.list_entry(bucket, k))).await;
+        let infos: Vec<_> = futures_util::stream::iter(keys.iter().map(|k| self.list_entry(bucket, k)))
+            .buffered(LIST_META_READS_IN_FLIGHT)
+            .collect()
+            .await;
         for (k, info) in keys.into_iter().zip(infos) {
             match info {
                 Ok(Some(info)) => out.push((k, info)),

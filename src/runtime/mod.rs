@@ -150,7 +150,7 @@ impl Runtime {
                 Err(e) => tracing::warn!(drive = %root.display(), error = %e, "cannot clean the temp folder"),
             }
         }
-        raise_memlock_limit();
+        raise_limits();
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let cores = config.cores.unwrap_or(cpus).max(1);
         let mesh = MeshBuilder::<CoreMsg, _>::full(cores, MESH_CHANNEL_DEPTH);
@@ -286,13 +286,17 @@ impl<T> JobHandle<T> {
     }
 }
 
-/// io_uring rings and registered buffers count against RLIMIT_MEMLOCK on older
-/// kernels; raise the soft limit to the hard one so executors can start.
-fn raise_memlock_limit() {
+/// Raises two soft limits to their hard ones: RLIMIT_MEMLOCK, because io_uring
+/// rings and registered buffers count against it on older kernels, and
+/// RLIMIT_NOFILE, because every in-flight block read or shard write holds a file
+/// per drive.
+fn raise_limits() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_MEMLOCK)
-        && soft < hard
-    {
-        let _ = setrlimit(Resource::RLIMIT_MEMLOCK, hard, hard);
+    for resource in [Resource::RLIMIT_MEMLOCK, Resource::RLIMIT_NOFILE] {
+        if let Ok((soft, hard)) = getrlimit(resource)
+            && soft < hard
+        {
+            let _ = setrlimit(resource, hard, hard);
+        }
     }
 }
