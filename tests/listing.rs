@@ -28,7 +28,13 @@ fn keys() -> Vec<String> {
 }
 
 /// What S3 returns for one page, computed from the full sorted key list.
-fn model_page(all: &[String], prefix: &str, delimiter: Option<&str>, after: &str, max: usize) -> (Vec<String>, Vec<String>, bool) {
+fn model_page(
+    all: &[String],
+    prefix: &str,
+    delimiter: Option<&str>,
+    after: &str,
+    max: usize,
+) -> (Vec<String>, Vec<String>, bool) {
     let mut objects = Vec::new();
     let mut prefixes: Vec<String> = Vec::new();
     let mut seen = BTreeSet::new();
@@ -101,7 +107,16 @@ fn listing_matches_model(drives: usize) {
     for (i, k) in all.iter().enumerate() {
         node.put_on(i % 2, "bucket", k, k.as_bytes()).unwrap();
     }
-    for (prefix, delimiter) in [("", None), ("", Some("/")), ("logs/", Some("/")), ("logs/2026", Some("/")), ("photos/a", None), ("deep/", Some("/")), ("nothing", None), ("", Some("-"))] {
+    for (prefix, delimiter) in [
+        ("", None),
+        ("", Some("/")),
+        ("logs/", Some("/")),
+        ("logs/2026", Some("/")),
+        ("photos/a", None),
+        ("deep/", Some("/")),
+        ("nothing", None),
+        ("", Some("-")),
+    ] {
         check_listing(&node, &all, prefix, delimiter, 1000);
     }
     check_listing(&node, &all, "photos/", Some("/"), 2);

@@ -71,7 +71,12 @@ fn ranges_at_block_and_shard_boundaries() {
             for &len in &[1usize, 2, shard, MIB, MIB + 1, size] {
                 let end = (start + len - 1).min(size - 1);
                 let got = node
-                    .get_on(start % 2, "bucket", "big", Some(Range::From { start: start as u64, end: Some(end as u64) }))
+                    .get_on(
+                        start % 2,
+                        "bucket",
+                        "big",
+                        Some(Range::From { start: start as u64, end: Some(end as u64) }),
+                    )
                     .unwrap();
                 assert!(got == body[start..=end], "{drives} drives: range {start}-{end}");
             }
@@ -80,9 +85,7 @@ fn ranges_at_block_and_shard_boundaries() {
         assert_eq!(tail, body[size - 10..]);
         let suffix = node.get_on(0, "bucket", "big", Some(Range::Suffix(MIB as u64 + 3))).unwrap();
         assert_eq!(suffix, body[size - MIB - 3..]);
-        let inline = node
-            .get_on(1, "bucket", "small", Some(Range::From { start: 1000, end: Some(50_000) }))
-            .unwrap();
+        let inline = node.get_on(1, "bucket", "small", Some(Range::From { start: 1000, end: Some(50_000) })).unwrap();
         assert_eq!(inline, small[1000..=50_000]);
         let err = node.get_on(0, "bucket", "big", Some(Range::From { start: size as u64, end: None })).unwrap_err();
         assert_eq!(err, Error::InvalidRange { size: size as u64 });

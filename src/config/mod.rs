@@ -82,7 +82,9 @@ pub fn layout(drives: &[PathBuf], parity: Option<usize>) -> Result<Layout, Confi
     let n = drives.len();
     let size = set_size(n).ok_or(ConfigError::NoSetSize(n))?;
     let parity = match parity {
-        Some(p) if p > size / 2 || (size > 1 && p == size) => return Err(ConfigError::BadParity { parity: p, set_size: size }),
+        Some(p) if p > size / 2 || (size > 1 && p == size) => {
+            return Err(ConfigError::BadParity { parity: p, set_size: size });
+        }
         Some(p) => p,
         None => default_parity(size),
     };

@@ -109,20 +109,16 @@ pub struct Formatted {
 /// order; `set_size` drives form each set, in that order.
 pub fn load_or_format(roots: &[PathBuf], set_size: usize) -> Result<Formatted, FormatError> {
     for root in roots {
-        std::fs::create_dir_all(root).map_err(|e| FormatError::Drive {
-            path: root.clone(),
-            why: format!("cannot create the directory: {e}"),
-        })?;
+        std::fs::create_dir_all(root)
+            .map_err(|e| FormatError::Drive { path: root.clone(), why: format!("cannot create the directory: {e}") })?;
     }
     let existing: Vec<Option<Format>> = roots.iter().map(|r| read_format(r)).collect::<Result<_, _>>()?;
     let reference = pick_reference(&existing)?;
     let (deployment_id, sets) = match reference {
         Some(f) => (f.deployment_id.clone(), f.sets.clone()),
         None => {
-            let sets = roots
-                .chunks(set_size)
-                .map(|c| c.iter().map(|_| uuid::Uuid::new_v4().to_string()).collect())
-                .collect();
+            let sets =
+                roots.chunks(set_size).map(|c| c.iter().map(|_| uuid::Uuid::new_v4().to_string()).collect()).collect();
             (uuid::Uuid::new_v4().to_string(), sets)
         }
     };
@@ -169,7 +165,11 @@ pub fn load_or_format(roots: &[PathBuf], set_size: usize) -> Result<Formatted, F
                 f
             }
             None => {
-                let f = Format { deployment_id: deployment_id.clone(), drive_id: flat[position].clone(), sets: sets.clone() };
+                let f = Format {
+                    deployment_id: deployment_id.clone(),
+                    drive_id: flat[position].clone(),
+                    sets: sets.clone(),
+                };
                 write_format(root, &f).map_err(|e| FormatError::Drive {
                     path: root.clone(),
                     why: format!("cannot write {}: {e}", format_path(root).display()),
@@ -188,11 +188,8 @@ pub fn load_or_format(roots: &[PathBuf], set_size: usize) -> Result<Formatted, F
 fn pick_reference(existing: &[Option<Format>]) -> Result<Option<&Format>, FormatError> {
     let mut best: Option<(&Format, usize)> = None;
     for f in existing.iter().flatten() {
-        let votes = existing
-            .iter()
-            .flatten()
-            .filter(|g| g.deployment_id == f.deployment_id && g.sets == f.sets)
-            .count();
+        let votes =
+            existing.iter().flatten().filter(|g| g.deployment_id == f.deployment_id && g.sets == f.sets).count();
         if best.is_none_or(|(_, v)| votes > v) {
             best = Some((f, votes));
         }

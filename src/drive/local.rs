@@ -471,9 +471,7 @@ fn check_name(name: &str) -> DriveResult<&str> {
     Ok(name)
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> DriveResult<T> {
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> DriveResult<T> {
     glommio::executor().spawn_blocking(f).await.map_err(|e| DriveError::from_io(&e))
 }
 

@@ -114,8 +114,7 @@ pub fn decode(file: &Bytes) -> Result<(ObjectMeta, Bytes), DriveError> {
     if u64::from_le_bytes(sum) != xxhash_rust::xxh3::xxh3_64(body) {
         return Err(corrupt("checksum mismatch"));
     }
-    let meta: ObjectMeta =
-        serde_json::from_slice(&body[..json_len]).map_err(|e| corrupt(&format!("bad json: {e}")))?;
+    let meta: ObjectMeta = serde_json::from_slice(&body[..json_len]).map_err(|e| corrupt(&format!("bad json: {e}")))?;
     let inline = file.slice(HEADER_BYTES + json_len..);
     Ok((meta, inline))
 }

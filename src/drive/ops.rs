@@ -9,26 +9,60 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum DriveOp {
     /// Creates a bucket directory and its metadata; `VolumeExists` if present.
-    MakeVolume { volume: String, created_ns: i64 },
+    MakeVolume {
+        volume: String,
+        created_ns: i64,
+    },
     /// Recreates whatever a healed drive lacks: its root, system folders,
     /// `format.json` and the volume. Never fails because something exists.
-    HealVolume { volume: String, created_ns: i64 },
+    HealVolume {
+        volume: String,
+        created_ns: i64,
+    },
     /// Removes an empty bucket; `VolumeNotEmpty` if it holds any object.
-    DeleteVolume { volume: String },
+    DeleteVolume {
+        volume: String,
+    },
     ListVolumes,
-    StatVolume { volume: String },
+    StatVolume {
+        volume: String,
+    },
     /// Reads a whole (small) file.
-    ReadAll { volume: String, path: String },
+    ReadAll {
+        volume: String,
+        path: String,
+    },
     /// Replaces a file atomically and durably (temp file, fdatasync, rename, dir fsync).
-    WriteAll { volume: String, path: String, data: Bytes },
+    WriteAll {
+        volume: String,
+        path: String,
+        data: Bytes,
+    },
     /// Reads `len` bytes at `offset`; fewer only at end of file.
-    ReadAt { volume: String, path: String, offset: u64, len: u64 },
+    ReadAt {
+        volume: String,
+        path: String,
+        offset: u64,
+        len: u64,
+    },
     /// Removes a file, or a directory tree when `recursive`; missing is not an error.
-    Delete { volume: String, path: String, recursive: bool },
+    Delete {
+        volume: String,
+        path: String,
+        recursive: bool,
+    },
     /// Names in a directory, sorted; directories carry a trailing `/`.
-    ListDir { volume: String, path: String },
+    ListDir {
+        volume: String,
+        path: String,
+    },
     /// Renames a file, creating the target's parent directory if needed.
-    RenameFile { src_volume: String, src_path: String, dst_volume: String, dst_path: String },
+    RenameFile {
+        src_volume: String,
+        src_path: String,
+        dst_volume: String,
+        dst_path: String,
+    },
     /// Commits an object version: moves the temp data directory `src_dir` (if any)
     /// to `<key>/<data_dir>` and writes the metadata file `meta_name` atomically.
     /// Replies with the previous metadata file, if there was one, so the caller can
@@ -43,15 +77,34 @@ pub enum DriveOp {
     },
     /// Undoes a [`DriveOp::RenameData`]: puts back `old_meta` (or removes the
     /// metadata file) and removes `data_dir`.
-    UndoRename { volume: String, key_dir: String, meta_name: String, old_meta: Option<Bytes>, data_dir: Option<String> },
+    UndoRename {
+        volume: String,
+        key_dir: String,
+        meta_name: String,
+        old_meta: Option<Bytes>,
+        data_dir: Option<String>,
+    },
     /// Removes an object: its metadata file, the data directory it names, and
     /// parent directories left empty.
-    DeleteObject { volume: String, key_dir: String, meta_name: String },
+    DeleteObject {
+        volume: String,
+        key_dir: String,
+        meta_name: String,
+    },
     /// Removes one data directory of an object (an old version's) and prunes.
-    DeleteDataDir { volume: String, key_dir: String, data_dir: String },
+    DeleteDataDir {
+        volume: String,
+        key_dir: String,
+        data_dir: String,
+    },
     /// Object keys in `volume` starting with `prefix`, greater than `start_after`,
     /// in byte order, at most `limit`.
-    Walk { volume: String, prefix: String, start_after: String, limit: usize },
+    Walk {
+        volume: String,
+        prefix: String,
+        start_after: String,
+        limit: usize,
+    },
     DiskInfo,
 }
 

@@ -70,9 +70,7 @@ impl Erasure {
         let mut padded = BytesMut::zeroed(shard_len * self.data);
         padded[..block.len()].copy_from_slice(block);
         let padded = padded.freeze();
-        let mut shards: Vec<Bytes> = (0..self.data)
-            .map(|i| padded.slice(i * shard_len..(i + 1) * shard_len))
-            .collect();
+        let mut shards: Vec<Bytes> = (0..self.data).map(|i| padded.slice(i * shard_len..(i + 1) * shard_len)).collect();
         if self.parity == 0 || shard_len == 0 {
             shards.extend((0..self.parity).map(|_| Bytes::from(vec![0u8; shard_len])));
             return Ok(shards);
@@ -135,7 +133,12 @@ impl Erasure {
     }
 
     /// Copies the first `block_len` bytes of the data shards into `out`.
-    pub fn join_data(&self, shards: &[Option<Bytes>], block_len: usize, out: &mut BytesMut) -> Result<(), ErasureError> {
+    pub fn join_data(
+        &self,
+        shards: &[Option<Bytes>],
+        block_len: usize,
+        out: &mut BytesMut,
+    ) -> Result<(), ErasureError> {
         let mut left = block_len;
         for shard in &shards[..self.data] {
             let shard = shard.as_ref().ok_or(ErasureError::NotEnoughShards { have: 0, need: self.data })?;

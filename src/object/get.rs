@@ -209,9 +209,8 @@ impl ObjectReader {
                         }
                         ShardSource::Missing => None,
                     };
-                    let shard = framed
-                        .filter(|f| verify_framed(f, shard_len).is_some())
-                        .map(|f| f.slice(BITROT_HASH_BYTES..));
+                    let shard =
+                        framed.filter(|f| verify_framed(f, shard_len).is_some()).map(|f| f.slice(BITROT_HASH_BYTES..));
                     (i, shard)
                 }
             });

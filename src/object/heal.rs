@@ -57,12 +57,12 @@ impl ObjectLayer {
         }
         // Make sure the bad drives can take data: a replaced drive is formatted here.
         let created_ns = self.bucket_info(bucket).await.map(|b| b.created_ns).unwrap_or(0);
-        join_all(bad.iter().map(|&i| {
-            set.drives[positions[i]].call(DriveOp::HealVolume { volume: bucket.into(), created_ns })
-        }))
+        join_all(
+            bad.iter()
+                .map(|&i| set.drives[positions[i]].call(DriveOp::HealVolume { volume: bucket.into(), created_ns })),
+        )
         .await;
-        let sources: Vec<Option<&DriveHandle>> =
-            (0..n).map(|i| good[i].then(|| &set.drives[positions[i]])).collect();
+        let sources: Vec<Option<&DriveHandle>> = (0..n).map(|i| good[i].then(|| &set.drives[positions[i]])).collect();
         let tmp_dir = format!("{TMP_DIR}/{}", uuid::Uuid::new_v4());
         let rebuilt = match &meta.data_dir {
             None => self.rebuild_inline(&found, &positions, &erasure, &good).await.map(Some),

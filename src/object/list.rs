@@ -117,7 +117,12 @@ impl ObjectLayer {
 
     /// One round of walks over every drive: the keys known complete, with the
     /// newest metadata seen for each, and whether the walk reached the end.
-    async fn merged_batch(&self, bucket: &str, prefix: &str, marker: &str) -> Result<(Vec<(String, ObjectInfo)>, bool)> {
+    async fn merged_batch(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        marker: &str,
+    ) -> Result<(Vec<(String, ObjectInfo)>, bool)> {
         let mut merged: BTreeMap<String, (usize, Option<meta::ObjectMeta>)> = BTreeMap::new();
         let mut frontier: Option<String> = None;
         for set in &self.sets {

@@ -128,9 +128,7 @@ pub(crate) fn key_location(key: &str) -> (&str, &'static str) {
 }
 
 pub(crate) fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
 }
 
 impl ObjectLayer {
@@ -196,10 +194,9 @@ impl ObjectLayer {
         let created_ns = now_ns();
         let _guard = self.lock(bucket, "", true).await?;
         for set in &self.sets {
-            let results = join_all(
-                set.drives.iter().map(|d| d.call(DriveOp::MakeVolume { volume: bucket.into(), created_ns })),
-            )
-            .await;
+            let results =
+                join_all(set.drives.iter().map(|d| d.call(DriveOp::MakeVolume { volume: bucket.into(), created_ns })))
+                    .await;
             let ok = results.iter().filter(|r| r.is_ok()).count();
             let exists = results.iter().filter(|r| matches!(r, Err(DriveError::VolumeExists))).count();
             if exists >= set.write_quorum || (ok == 0 && exists > 0 && exists + ok >= set.read_quorum) {
@@ -330,7 +327,11 @@ impl ObjectLayer {
         let set = self.set_for(bucket, key);
         let (key_dir, meta_name) = key_location(key);
         let results = join_all(set.drives.iter().map(|d| {
-            d.call(DriveOp::DeleteObject { volume: bucket.into(), key_dir: key_dir.into(), meta_name: meta_name.into() })
+            d.call(DriveOp::DeleteObject {
+                volume: bucket.into(),
+                key_dir: key_dir.into(),
+                meta_name: meta_name.into(),
+            })
         }))
         .await;
         let ok = results.iter().filter(|r| matches!(r, Ok(_) | Err(DriveError::FileNotFound))).count();

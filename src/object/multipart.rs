@@ -152,8 +152,7 @@ impl ObjectLayer {
         let dir = upload_dir(bucket, upload_id);
         let data = format!("part.{number}.{}", uuid::Uuid::new_v4());
         let data_path = format!("{dir}/{data}");
-        let staged =
-            stage(&order, set.erasure, set.write_quorum, body, size, MAX_PART_BYTES, &data_path, false).await;
+        let staged = stage(&order, set.erasure, set.write_quorum, body, size, MAX_PART_BYTES, &data_path, false).await;
         let (ok, md5, size) = match staged {
             Ok(Staged::Files { ok, md5, size }) => (ok, md5, size),
             Ok(Staged::Inline { .. }) => unreachable!("parts are never inline"),
@@ -245,7 +244,12 @@ impl ObjectLayer {
         let max_parts = max_parts.clamp(1, 1000);
         let mut out: Vec<PartSummary> = agreed
             .range(marker + 1..)
-            .map(|(_, p)| PartSummary { number: p.number, size: p.size, etag: p.etag.clone(), mod_time_ns: p.mod_time_ns })
+            .map(|(_, p)| PartSummary {
+                number: p.number,
+                size: p.size,
+                etag: p.etag.clone(),
+                mod_time_ns: p.mod_time_ns,
+            })
             .take(max_parts + 1)
             .collect();
         let truncated = out.len() > max_parts;
@@ -408,8 +412,11 @@ impl ObjectLayer {
             .filter_map(|(count, file)| {
                 let f = file?;
                 let set = self.set_for(bucket, &f.key);
-                (count >= super::quorum::list_quorum(set) && f.key.starts_with(prefix))
-                    .then_some(MultipartUpload { key: f.key, upload_id: f.upload_id, initiated_ns: f.initiated_ns })
+                (count >= super::quorum::list_quorum(set) && f.key.starts_with(prefix)).then_some(MultipartUpload {
+                    key: f.key,
+                    upload_id: f.upload_id,
+                    initiated_ns: f.initiated_ns,
+                })
             })
             .collect();
         out.sort_by(|a, b| (&a.key, a.initiated_ns).cmp(&(&b.key, b.initiated_ns)));

@@ -5,8 +5,8 @@ use bytes::Bytes;
 use futures_util::future::join_all;
 
 use super::{Set, key_location};
-use crate::drive::meta::{self, ObjectMeta};
 use crate::drive::DriveError;
+use crate::drive::meta::{self, ObjectMeta};
 use crate::error::{Error, Result};
 
 /// The metadata of an object as found on the drives of its set.

@@ -146,7 +146,9 @@ impl Runtime {
         for root in &config.drives {
             match format::clean_tmp(root) {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(drive = %root.display(), entries = n, "removed leftovers of interrupted writes"),
+                Ok(n) => {
+                    tracing::info!(drive = %root.display(), entries = n, "removed leftovers of interrupted writes")
+                }
                 Err(e) => tracing::warn!(drive = %root.display(), error = %e, "cannot clean the temp folder"),
             }
         }

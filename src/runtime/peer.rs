@@ -19,7 +19,11 @@ const WRITER_QUEUE_CHUNKS: usize = 2;
 
 /// A message from one core to another.
 pub enum CoreMsg {
-    Drive { drive: usize, op: DriveOp, reply: oneshot::Sender<DriveResult<DriveReply>> },
+    Drive {
+        drive: usize,
+        op: DriveOp,
+        reply: oneshot::Sender<DriveResult<DriveReply>>,
+    },
     CreateFile {
         drive: usize,
         volume: String,

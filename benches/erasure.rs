@@ -1,0 +1,91 @@
+//! Erasure coding and bitrot hashing of one 1 MiB block, the unit of work on the
+//! PUT and GET paths.
+//!
+//! - `encode+bitrot`: what a PUT spends per block: Reed-Solomon encode into `k + m`
+//!   shards, then the bitrot hash of every shard.
+//! - `decode`: what a degraded GET spends per block: rebuild `m` missing data shards
+//!   (the worst case, as many as parity allows) and join the data back into a block.
+//! - `hash`: candidate bitrot hashes over one 1 MiB buffer, the evidence behind
+//!   XXH3-64 as the bitrot hash (`src/erasure/bitrot.rs`). Bitrot needs a strong
+//!   checksum against accidental corruption, not a MAC against an attacker, so the
+//!   hash should cost a small fraction of the coding. MD5 is there because every PUT
+//!   pays it for the ETag; SHA-256 (ring) and HighwayHash-256 (MinIO's bitrot hash)
+//!   are the alternatives. xxhash-rust picks its SIMD path at compile time (SSE2 on
+//!   the default x86-64 target, AVX2 only when built for it), while highway and
+//!   ring detect CPU features at run time: compare them on the same build flags.
+//!
+//! Throughput is bytes of block data per second, not shard bytes, so layouts compare.
+
+use std::hint::black_box;
+
+use basalt::erasure::{BLOCK_SIZE_BYTES, Erasure, bitrot_hash};
+use bytes::{Bytes, BytesMut};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use highway::{HighwayHash, HighwayHasher};
+use md5::{Digest, Md5};
+
+/// `k + m` layouts: the 12- and 16-drive defaults (8+4, 12+4) and 4+2, a 6-drive set
+/// with less parity than its default 3+3.
+const LAYOUTS: [(usize, usize); 3] = [(4, 2), (8, 4), (12, 4)];
+
+/// One block of bytes that is not all zeroes (the codec's speed does not depend on
+/// content, but a zero block could hide a skipped copy).
+fn block() -> Vec<u8> {
+    (0..BLOCK_SIZE_BYTES).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+fn encode_bitrot(c: &mut Criterion) {
+    let block = block();
+    let mut group = c.benchmark_group("encode+bitrot");
+    group.throughput(Throughput::Bytes(BLOCK_SIZE_BYTES as u64));
+    for (data, parity) in LAYOUTS {
+        let erasure = Erasure::new(data, parity, BLOCK_SIZE_BYTES).unwrap();
+        let id = BenchmarkId::from_parameter(format!("{data}+{parity}"));
+        group.bench_function(id, |b| {
+            b.iter(|| {
+                let shards = erasure.encode(black_box(&block)).unwrap();
+                shards.iter().fold(0u64, |acc, s| acc ^ bitrot_hash(s))
+            })
+        });
+    }
+    group.finish();
+}
+
+fn decode(c: &mut Criterion) {
+    let block = block();
+    let mut group = c.benchmark_group("decode");
+    group.throughput(Throughput::Bytes(BLOCK_SIZE_BYTES as u64));
+    for (data, parity) in LAYOUTS {
+        let erasure = Erasure::new(data, parity, BLOCK_SIZE_BYTES).unwrap();
+        let shard_len = erasure.shard_size(BLOCK_SIZE_BYTES);
+        let full: Vec<Option<Bytes>> = erasure.encode(&block).unwrap().into_iter().map(Some).collect();
+        let mut out = BytesMut::with_capacity(BLOCK_SIZE_BYTES);
+        let degraded_read = |out: &mut BytesMut| {
+            // Cloning the shards only bumps reference counts.
+            let mut shards = full.clone();
+            shards[..parity].fill(None);
+            erasure.reconstruct_data(&mut shards, shard_len).unwrap();
+            out.clear();
+            erasure.join_data(&shards, BLOCK_SIZE_BYTES, out).unwrap();
+        };
+        degraded_read(&mut out);
+        assert!(out[..] == block[..], "{data}+{parity}: decoded block differs");
+        let id = BenchmarkId::from_parameter(format!("{data}+{parity}"));
+        group.bench_function(id, |b| b.iter(|| degraded_read(black_box(&mut out))));
+    }
+    group.finish();
+}
+
+fn hash(c: &mut Criterion) {
+    let block = block();
+    let mut group = c.benchmark_group("hash");
+    group.throughput(Throughput::Bytes(BLOCK_SIZE_BYTES as u64));
+    group.bench_function("xxh3-64", |b| b.iter(|| bitrot_hash(black_box(&block))));
+    group.bench_function("md5", |b| b.iter(|| Md5::digest(black_box(&block))));
+    group.bench_function("sha256", |b| b.iter(|| ring::digest::digest(&ring::digest::SHA256, black_box(&block))));
+    group.bench_function("highwayhash-256", |b| b.iter(|| HighwayHasher::default().hash256(black_box(&block))));
+    group.finish();
+}
+
+criterion_group!(benches, encode_bitrot, decode, hash);
+criterion_main!(benches);
