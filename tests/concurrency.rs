@@ -31,11 +31,11 @@ fn readers_see_whole_versions_while_writers_overwrite() {
     for core in 0..2usize {
         jobs.push(rt.spawn_on(core, move |ctx| async move {
             for round in 1..=ROUNDS {
-                for k in 0..KEYS {
+                for (k, size) in sizes.iter().enumerate() {
                     let v = round * 2 + core as u64;
-                    let body = version(k, v, sizes[k]);
+                    let body = version(k, v, *size);
                     let mut b = basalt::object::BytesBody::new(body, 100_000);
-                    let opts = basalt::object::PutOptions { size: Some(sizes[k] as u64), ..Default::default() };
+                    let opts = basalt::object::PutOptions { size: Some(*size as u64), ..Default::default() };
                     ctx.objects
                         .put_object("bucket", &format!("k{k}"), &mut b, opts)
                         .await
@@ -47,7 +47,7 @@ fn readers_see_whole_versions_while_writers_overwrite() {
         jobs.push(rt.spawn_on(core, move |ctx| async move {
             let mut checked = 0u64;
             for _ in 0..ROUNDS * 2 {
-                for k in 0..KEYS {
+                for (k, size) in sizes.iter().enumerate() {
                     let mut r =
                         ctx.objects.get_object("bucket", &format!("k{k}"), None).await.map_err(|e| e.to_string())?;
                     let mut got = Vec::new();
@@ -55,7 +55,7 @@ fn readers_see_whole_versions_while_writers_overwrite() {
                         got.extend_from_slice(&c);
                     }
                     let v = u64::from_le_bytes(got[..8].try_into().unwrap());
-                    if got != version(k, v, sizes[k]) {
+                    if got != version(k, v, *size) {
                         return Err(format!("k{k}: read a torn or mixed copy of version {v}"));
                     }
                     checked += 1;

@@ -132,9 +132,9 @@ fn beyond_m_losses(drives: usize) {
         let err = node.put("bucket", "new-object", &data(size, 5)).unwrap_err();
         assert!(matches!(err, Error::InsufficientWriteQuorum { .. } | Error::InsufficientReadQuorum { .. }), "{err:?}");
     }
-    for d in m + 1..drives {
+    for (d, before) in before.iter().enumerate().skip(m + 1) {
         assert!(!node.key_dir(d, "bucket", "new-object").exists(), "drive {d} has a partial object");
-        assert_eq!(snapshot(&node.drives[d]), before[d], "drive {d} changed");
+        assert_eq!(snapshot(&node.drives[d]), *before, "drive {d} changed");
     }
 }
 
@@ -233,8 +233,8 @@ fn heal_restores_missing_and_corrupt_shards() {
             assert!(again.healed.is_empty(), "{drives} drives, {key}: second heal rewrote {:?}", again.healed);
         }
         // The rebuilt shard files are byte-identical to the originals.
-        for d in 0..m {
-            for (path, bytes) in &before[d] {
+        for (d, files) in before.iter().enumerate().take(m) {
+            for (path, bytes) in files {
                 let now = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
                 assert!(now == *bytes, "{drives} drives: {path} was not restored exactly");
             }

@@ -40,10 +40,9 @@ fn model_page(
     let mut seen = BTreeSet::new();
     let mut count = 0;
     for k in all.iter().filter(|k| k.starts_with(prefix)) {
-        let entry = match delimiter.and_then(|d| k[prefix.len()..].find(d).map(|i| (d, i))) {
-            Some((d, i)) => Some(k[..prefix.len() + i + d.len()].to_string()),
-            None => None,
-        };
+        let entry = delimiter
+            .and_then(|d| k[prefix.len()..].find(d).map(|i| (d, i)))
+            .map(|(d, i)| k[..prefix.len() + i + d.len()].to_string());
         let sort_key = entry.clone().unwrap_or_else(|| k.clone());
         if sort_key.as_str() <= after || (entry.is_some() && after.starts_with(sort_key.as_str())) {
             continue;

@@ -64,7 +64,7 @@ pub fn set_size(drives: usize) -> Option<usize> {
     if drives == 1 {
         return Some(1);
     }
-    (2..=MAX_SET_DRIVES).rev().find(|s| drives % s == 0)
+    (2..=MAX_SET_DRIVES).rev().find(|s| drives.is_multiple_of(*s))
 }
 
 /// Groups `drives` into sets; `parity` overrides the default for the set size.

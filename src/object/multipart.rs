@@ -12,7 +12,7 @@ use futures_util::future::join_all;
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
-use super::put::{Staged, discard, hex, stage};
+use super::put::{StageTo, Staged, discard, hex, stage};
 use super::{Body, ObjectInfo, ObjectLayer, PutOptions, Set, names};
 use crate::drive::meta::{ErasureInfo, ObjectMeta, PartInfo};
 use crate::drive::{DriveOp, MULTIPART_DIR, SYS_VOLUME, TMP_DIR};
@@ -131,6 +131,7 @@ impl ObjectLayer {
     }
 
     /// Stores one part; returns its ETag (the MD5 of its bytes).
+    #[allow(clippy::too_many_arguments)] // the inputs of S3's UploadPart, one each
     pub async fn put_object_part<B: Body>(
         &self,
         bucket: &str,
@@ -152,7 +153,16 @@ impl ObjectLayer {
         let dir = upload_dir(bucket, upload_id);
         let data = format!("part.{number}.{}", uuid::Uuid::new_v4());
         let data_path = format!("{dir}/{data}");
-        let staged = stage(&order, set.erasure, set.write_quorum, body, size, MAX_PART_BYTES, &data_path, false).await;
+        let to = StageTo {
+            order: &order,
+            erasure: set.erasure,
+            write_quorum: set.write_quorum,
+            path: &data_path,
+            declared: size,
+            limit: MAX_PART_BYTES,
+            allow_inline: false,
+        };
+        let staged = stage(to, body).await;
         let (ok, md5, size) = match staged {
             Ok(Staged::Files { ok, md5, size }) => (ok, md5, size),
             Ok(Staged::Inline { .. }) => unreachable!("parts are never inline"),
@@ -430,7 +440,7 @@ async fn delete_everywhere(drives: &[crate::drive::DriveHandle], path: &str) {
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()

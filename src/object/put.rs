@@ -87,18 +87,24 @@ impl<B: Body> BlockReader<'_, B> {
     }
 }
 
-/// Streams `body` into shard files at `path` (under the system volume) on the
-/// drives in `order`, or returns it inline when `allow_inline` and it is small.
-pub(crate) async fn stage<B: Body>(
-    order: &[DriveHandle],
-    erasure: Erasure,
-    write_quorum: usize,
-    body: &mut B,
-    declared: Option<u64>,
-    limit: u64,
-    path: &str,
-    allow_inline: bool,
-) -> Result<Staged> {
+/// Where and how [`stage`] writes a body.
+pub(crate) struct StageTo<'a> {
+    /// Drives in shard order.
+    pub order: &'a [DriveHandle],
+    pub erasure: Erasure,
+    pub write_quorum: usize,
+    /// Shard file path under the system volume.
+    pub path: &'a str,
+    /// Declared body length, if any, and the most bytes allowed.
+    pub declared: Option<u64>,
+    pub limit: u64,
+    /// Whether a small body may stay in memory to go inline in the metadata.
+    pub allow_inline: bool,
+}
+
+/// Streams `body` into shard files, or returns it inline when allowed and small.
+pub(crate) async fn stage<B: Body>(to: StageTo<'_>, body: &mut B) -> Result<Staged> {
+    let StageTo { order, erasure, write_quorum, path, declared, limit, allow_inline } = to;
     if let Some(d) = declared
         && d > limit
     {
@@ -196,17 +202,17 @@ impl ObjectLayer {
         let set = self.set_for(bucket, key);
         let order = self.shard_order(set, key);
         let tmp_dir = format!("{TMP_DIR}/{}", uuid::Uuid::new_v4());
-        let staged = stage(
-            &order,
-            set.erasure,
-            set.write_quorum,
-            body,
-            options.size,
-            MAX_OBJECT_BYTES,
-            &format!("{tmp_dir}/part.1"),
-            true,
-        )
-        .await;
+        let path = format!("{tmp_dir}/part.1");
+        let to = StageTo {
+            order: &order,
+            erasure: set.erasure,
+            write_quorum: set.write_quorum,
+            path: &path,
+            declared: options.size,
+            limit: MAX_OBJECT_BYTES,
+            allow_inline: true,
+        };
+        let staged = stage(to, body).await;
         let staged = match staged {
             Ok(s) => s,
             Err(e) => {
@@ -250,6 +256,7 @@ impl ObjectLayer {
     /// Commits a staged version on every drive that staged it, under the write lock.
     /// Below write quorum, the drives that did commit are rolled back, so the
     /// previous version stays the one readers see.
+    #[allow(clippy::too_many_arguments)] // where (set, order, bucket, key), what (meta, staged, tmp)
     pub(crate) async fn commit(
         &self,
         set: &Set,
