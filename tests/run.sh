@@ -8,4 +8,4 @@ cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 # Benchmarks are built (not run) so they cannot rot.
 cargo build --benches --locked
-cargo test --locked --all-targets -- --test-threads 2
+cargo test --locked --lib --bins --tests

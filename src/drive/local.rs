@@ -339,7 +339,20 @@ impl LocalDrive {
             if !volume_dir.is_dir() {
                 return Err(std::io::Error::from(std::io::ErrorKind::NotFound));
             }
-            std::fs::create_dir_all(&make)
+            if make.is_dir() {
+                return Ok(());
+            }
+            std::fs::create_dir_all(&make)?;
+            // New directories must survive a crash too: fsync each new entry's parent.
+            let mut cur = make.as_path();
+            while let Some(parent) = cur.parent() {
+                std::fs::File::open(parent)?.sync_all()?;
+                if parent == volume_dir {
+                    break;
+                }
+                cur = parent;
+            }
+            Ok(())
         })
         .await
         .map_err(|e| if e == DriveError::FileNotFound { DriveError::VolumeNotFound } else { e })?;
