@@ -52,6 +52,43 @@ pub enum Error {
     ClientRead(String),
     #[error("internal error: {0}")]
     Internal(String),
+    // ---- front end: HTTP, auth, S3 request syntax ----
+    #[error("the request head is larger than 16 KiB or has too many headers")]
+    HeadTooLarge,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the request signature does not match the one computed with your secret key")]
+    SignatureDoesNotMatch,
+    #[error("the access key does not exist")]
+    InvalidAccessKeyId,
+    #[error("access denied: {0}")]
+    AccessDenied(String),
+    #[error("the difference between the request time and the server's time is too large")]
+    RequestTimeTooSkewed,
+    #[error("the authorization header is malformed: {0}")]
+    AuthorizationMalformed(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("the body's SHA-256 does not match x-amz-content-sha256")]
+    ContentSha256Mismatch,
+    #[error("the {0} checksum does not match the body")]
+    BadChecksum(String),
+    #[error("Content-MD5 is not a valid base64 MD5")]
+    InvalidDigest,
+    #[error("the XML body is not well formed or does not match the schema")]
+    MalformedXml,
+    #[error("this operation is not implemented: {0}")]
+    NotImplemented(String),
+    #[error("the method is not allowed on this resource")]
+    MethodNotAllowed,
+    #[error("a precondition failed")]
+    PreconditionFailed,
+    #[error("not modified")]
+    NotModified,
+    #[error("a body needs Content-Length or chunked transfer encoding")]
+    MissingContentLength,
 }
 
 impl Error {
@@ -80,6 +117,24 @@ impl Error {
             Error::LockTimeout => "SlowDown",
             Error::ClientRead(_) => "IncompleteBody",
             Error::Internal(_) => "InternalError",
+            Error::HeadTooLarge => "RequestHeaderSectionTooLarge",
+            Error::BadRequest(_) => "BadRequest",
+            Error::SignatureDoesNotMatch => "SignatureDoesNotMatch",
+            Error::InvalidAccessKeyId => "InvalidAccessKeyId",
+            Error::AccessDenied(_) => "AccessDenied",
+            Error::RequestTimeTooSkewed => "RequestTimeTooSkewed",
+            Error::AuthorizationMalformed(_) => "AuthorizationHeaderMalformed",
+            Error::InvalidRequest(_) => "InvalidRequest",
+            Error::InvalidArgument(_) => "InvalidArgument",
+            Error::ContentSha256Mismatch => "XAmzContentSHA256Mismatch",
+            Error::BadChecksum(_) => "BadDigest",
+            Error::InvalidDigest => "InvalidDigest",
+            Error::MalformedXml => "MalformedXML",
+            Error::NotImplemented(_) => "NotImplemented",
+            Error::MethodNotAllowed => "MethodNotAllowed",
+            Error::PreconditionFailed => "PreconditionFailed",
+            Error::NotModified => "NotModified",
+            Error::MissingContentLength => "MissingContentLength",
         }
     }
 
@@ -97,7 +152,25 @@ impl Error {
             | Error::IncompleteBody { .. }
             | Error::BodyTooLong(_)
             | Error::BadDigest
-            | Error::ClientRead(_) => 400,
+            | Error::ClientRead(_)
+            | Error::HeadTooLarge
+            | Error::BadRequest(_)
+            | Error::AuthorizationMalformed(_)
+            | Error::InvalidRequest(_)
+            | Error::InvalidArgument(_)
+            | Error::ContentSha256Mismatch
+            | Error::BadChecksum(_)
+            | Error::InvalidDigest
+            | Error::MalformedXml => 400,
+            Error::SignatureDoesNotMatch
+            | Error::InvalidAccessKeyId
+            | Error::AccessDenied(_)
+            | Error::RequestTimeTooSkewed => 403,
+            Error::MethodNotAllowed => 405,
+            Error::MissingContentLength => 411,
+            Error::PreconditionFailed => 412,
+            Error::NotModified => 304,
+            Error::NotImplemented(_) => 501,
             Error::NoSuchBucket(_) | Error::NoSuchKey | Error::NoSuchUpload => 404,
             Error::BucketAlreadyExists(_) | Error::BucketNotEmpty(_) => 409,
             Error::InvalidRange { .. } => 416,

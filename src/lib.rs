@@ -1,11 +1,15 @@
 //! basalt: an S3-compatible, erasure-coded object store on a thread-per-core
 //! runtime. See ARCHITECTURE.md for the map of this crate.
 
+pub mod auth;
 pub mod config;
 pub mod drive;
 pub mod erasure;
 pub mod error;
+pub mod http;
 pub mod object;
 pub mod runtime;
+pub mod s3;
+pub mod server;
 
 pub use error::{Error, Result};

@@ -1,35 +1,88 @@
-//! The `basalt` command. The S3 server (`basalt server`) arrives with the S3
-//! front end; until then the binary reports its version and the storage layout
-//! it would use for the drives it is given.
+//! The `basalt` command line.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "basalt", version, about = "S3-compatible, erasure-coded object storage")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve S3 on the given drives (directories). Ellipses expand: /mnt/disk{1...4}.
+    Server {
+        /// Address to listen on; ":9000" means every interface.
+        #[arg(long, default_value = ":9000")]
+        address: String,
+        /// Executors (pinned threads) to run; default: one per CPU.
+        #[arg(long)]
+        cores: Option<usize>,
+        /// Parity shards per erasure set; default by set size (4 drives: 2, 16: 4).
+        #[arg(long)]
+        parity: Option<usize>,
+        /// Region reported to clients (GetBucketLocation) and accepted in signatures.
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+        /// Drive directories, e.g. /mnt/disk{1...4}.
+        #[arg(required = true)]
+        drives: Vec<String>,
+    },
+    /// Print how the drives would be grouped into erasure sets, and exit.
+    Layout {
+        #[arg(required = true)]
+        drives: Vec<String>,
+    },
+}
+
+fn expand(args: &[String]) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for a in args {
+        out.extend(basalt::config::ellipsis::expand(a)?.into_iter().map(PathBuf::from));
+    }
+    Ok(out)
+}
+
+fn parse_address(a: &str) -> Result<SocketAddr, String> {
+    let full = if a.starts_with(':') { format!("0.0.0.0{a}") } else { a.to_string() };
+    full.parse().map_err(|_| format!("--address {a:?} is not HOST:PORT (for example :9000 or 127.0.0.1:9000)"))
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("--version") | Some("-V") => {
-            println!("basalt {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        Some("layout") => {
-            let drives: Vec<PathBuf> = args[1..].iter().map(PathBuf::from).collect();
-            match basalt::config::layout(&drives, None) {
-                Ok(l) => {
-                    println!("{}", l.describe());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("basalt: {e}");
-                    ExitCode::from(2)
-                }
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BASALT_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Server { address, cores, parity, region, drives } => (|| {
+            let opts = basalt::server::ServerOptions {
+                address: parse_address(&address)?,
+                cores,
+                parity,
+                drives: expand(&drives)?,
+                region,
+            };
+            if opts.cores == Some(0) {
+                return Err("--cores must be at least 1".to_string());
             }
-        }
-        _ => {
-            eprintln!(
-                "usage: basalt --version\n       basalt layout DRIVE...   (print the erasure-set layout for these drives)\n\n\
-                 The S3 server command is not built yet; the storage engine is a library (see README.md)."
-            );
+            basalt::server::run(opts)
+        })(),
+        Command::Layout { drives } => expand(&drives).and_then(|d| {
+            let l = basalt::config::layout(&d, None).map_err(|e| e.to_string())?;
+            println!("{}", l.describe());
+            Ok(())
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("basalt: {e}");
             ExitCode::from(2)
         }
     }

@@ -2,6 +2,8 @@
 //! the quorums that follow. Pure functions of the arguments; no I/O but path
 //! canonicalisation for duplicate detection.
 
+pub mod ellipsis;
+
 use std::path::PathBuf;
 
 use crate::erasure::{MAX_SET_DRIVES, default_parity};

@@ -1,0 +1,167 @@
+//! Request bodies as the HTTP layer frames them: `Content-Length` or
+//! `Transfer-Encoding: chunked`, read from the connection chunk by chunk.
+//! `Expect: 100-continue` is answered when the body is first read, so a request
+//! refused before its body (bad signature, no such bucket) never invites it.
+
+use bytes::{Buf, Bytes};
+
+use super::conn::Conn;
+use crate::error::{Error, Result};
+use crate::object::Body;
+
+/// Longest chunk-size or trailer line of a chunked body.
+const MAX_CHUNK_LINE_BYTES: usize = 4 << 10;
+/// Most trailer bytes after the last chunk.
+const MAX_TRAILER_BYTES: usize = 16 << 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    Length(u64),
+    Chunked,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Bytes left of a Content-Length body, or of the current chunk.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    ChunkEnd,
+    /// Expecting a chunk-size line.
+    ChunkSize,
+    Done,
+}
+
+pub struct HttpBody<'a> {
+    conn: &'a mut Conn,
+    framing: Framing,
+    state: State,
+    expect_continue: bool,
+    /// Trailers received after the last chunk (lower-case names).
+    pub trailers: Vec<(String, String)>,
+}
+
+impl<'a> HttpBody<'a> {
+    pub fn new(conn: &'a mut Conn, framing: Framing, expect_continue: bool) -> HttpBody<'a> {
+        let state = match framing {
+            Framing::Length(0) => State::Done,
+            Framing::Length(n) => State::Data(n),
+            Framing::Chunked => State::ChunkSize,
+        };
+        HttpBody { conn, framing, state, expect_continue, trailers: Vec::new() }
+    }
+
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// Whether every byte of the body has been read.
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Reads and drops what is left of the body, up to `max` bytes. Returns
+    /// false when more was left (the connection must then be closed).
+    pub async fn drain(&mut self, max: u64) -> bool {
+        if self.expect_continue {
+            // The client waits for our answer before sending: nothing to drain,
+            // but it may still send, so the connection cannot be reused.
+            return self.is_done();
+        }
+        let mut seen = 0u64;
+        while !self.is_done() {
+            match self.next_chunk().await {
+                Ok(Some(c)) => {
+                    seen += c.len() as u64;
+                    if seen > max {
+                        return false;
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    async fn line(&mut self) -> Result<String> {
+        loop {
+            if let Some(at) = self.conn.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = self.conn.buf.split_to(at);
+                self.conn.buf.advance(2);
+                return String::from_utf8(line.to_vec()).map_err(|_| Error::BadRequest("bad chunk line".into()));
+            }
+            if self.conn.buf.len() > MAX_CHUNK_LINE_BYTES {
+                return Err(Error::BadRequest("chunk line too long".into()));
+            }
+            if self.conn.fill().await? == 0 {
+                return Err(Error::ClientRead("connection closed inside a chunked body".into()));
+            }
+        }
+    }
+
+    async fn read_trailers(&mut self) -> Result<()> {
+        let mut total = 0;
+        loop {
+            let line = self.line().await?;
+            if line.is_empty() {
+                return Ok(());
+            }
+            total += line.len();
+            if total > MAX_TRAILER_BYTES {
+                return Err(Error::BadRequest("trailers too long".into()));
+            }
+            if let Some((n, v)) = line.split_once(':') {
+                self.trailers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+            }
+        }
+    }
+}
+
+impl Body for HttpBody<'_> {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
+        if self.expect_continue {
+            self.expect_continue = false;
+            if self.state != State::Done {
+                self.conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+            }
+        }
+        loop {
+            match self.state {
+                State::Done => return Ok(None),
+                State::Data(left) => {
+                    if self.conn.buf.is_empty() && self.conn.fill().await? == 0 {
+                        return Err(Error::ClientRead("the client closed the connection mid-body".into()));
+                    }
+                    let take = (left as usize).min(self.conn.buf.len());
+                    let data = self.conn.buf.split_to(take).freeze();
+                    let left = left - take as u64;
+                    self.state = match (left, self.framing) {
+                        (0, Framing::Length(_)) => State::Done,
+                        (0, Framing::Chunked) => State::ChunkEnd,
+                        (n, _) => State::Data(n),
+                    };
+                    return Ok(Some(data));
+                }
+                State::ChunkEnd => {
+                    let line = self.line().await?;
+                    if !line.is_empty() {
+                        return Err(Error::BadRequest("chunk data longer than its size".into()));
+                    }
+                    self.state = State::ChunkSize;
+                }
+                State::ChunkSize => {
+                    let line = self.line().await?;
+                    let size = line.split(';').next().unwrap_or_default().trim();
+                    let size = u64::from_str_radix(size, 16)
+                        .map_err(|_| Error::BadRequest(format!("bad chunk size {size:?}")))?;
+                    if size == 0 {
+                        self.read_trailers().await?;
+                        self.state = State::Done;
+                    } else {
+                        self.state = State::Data(size);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The accept loop of one core and the request loop of one connection. Every
+//! core binds the S3 port with SO_REUSEPORT, so the kernel spreads connections
+//! over cores, and a connection stays on the core that accepted it.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use glommio::net::{TcpListener, TcpStream};
+
+use super::body::{Framing, HttpBody};
+use super::conn::Conn;
+use super::response;
+use crate::error::Error;
+use crate::runtime::CoreCtx;
+use crate::s3::{self, Frontend};
+
+/// A client that sends nothing for this long, between or inside requests, is
+/// disconnected (slowloris protection).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// A client that does not take our bytes for this long is disconnected.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connections one core serves at once; more wait in the kernel's backlog.
+pub const MAX_CONNECTIONS_PER_CORE: usize = 4096;
+
+/// Binds the S3 port on this core.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+/// Accepts connections until the future is dropped; each connection runs as its
+/// own task. `busy` counts requests being served; `stop` asks connections to
+/// close after their current request.
+pub async fn accept_loop(
+    listener: TcpListener,
+    ctx: Rc<CoreCtx>,
+    fe: Rc<Frontend>,
+    stop: Rc<Cell<bool>>,
+    busy: Rc<Cell<usize>>,
+) {
+    let open = Rc::new(Cell::new(0usize));
+    let core = ctx.core.id();
+    let mut seq = 0u64;
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if open.get() >= MAX_CONNECTIONS_PER_CORE {
+            drop(stream);
+            continue;
+        }
+        open.set(open.get() + 1);
+        seq += 1;
+        let (ctx, fe, open, stop, busy) = (ctx.clone(), fe.clone(), open.clone(), stop.clone(), busy.clone());
+        let id_base = ((core as u64) << 56) | (seq << 20);
+        glommio::spawn_local(async move {
+            serve_connection(stream, ctx, fe, id_base, stop, busy).await;
+            open.set(open.get() - 1);
+        })
+        .detach();
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    ctx: Rc<CoreCtx>,
+    fe: Rc<Frontend>,
+    id_base: u64,
+    stop: Rc<Cell<bool>>,
+    busy: Rc<Cell<usize>>,
+) {
+    // Without TCP_NODELAY a small response waits ~40 ms on the client's delayed ACK.
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let mut conn = Conn::new(stream);
+    let mut n = 0u64;
+    loop {
+        let req = match conn.read_head().await {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e @ (Error::HeadTooLarge | Error::BadRequest(_) | Error::KeyTooLong)) => {
+                let id = format!("{:016X}", id_base + n);
+                let r = s3::error_response(&e, "/", &id);
+                let _ = response::write(&mut conn, r, &id, false, true).await;
+                return;
+            }
+            Err(_) => return,
+        };
+        n += 1;
+        busy.set(busy.get() + 1);
+        let _busy = BusyGuard(busy.clone());
+        let request_id = format!("{:016X}", id_base + n);
+        let head_only = req.method == "HEAD";
+        let framing = match framing(&req) {
+            Ok(f) => f,
+            Err(e) => {
+                let r = s3::error_response(&e, &req.raw_path, &request_id);
+                let _ = response::write(&mut conn, r, &request_id, head_only, true).await;
+                return;
+            }
+        };
+        let expect_continue = req.header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+        let body = HttpBody::new(&mut conn, framing, expect_continue);
+        let (resp, reusable) = s3::serve(&ctx, &fe, &req, body, &request_id).await;
+        let close = !reusable || req.wants_close() || stop.get();
+        if response::write(&mut conn, resp, &request_id, head_only, close).await.is_err() || close {
+            return;
+        }
+    }
+}
+
+fn framing(req: &super::head::Request) -> Result<Framing, Error> {
+    if let Some(te) = req.header("transfer-encoding") {
+        if te.eq_ignore_ascii_case("chunked") {
+            return Ok(Framing::Chunked);
+        }
+        return Err(Error::NotImplemented(format!("transfer-encoding {te}")));
+    }
+    match req.header("content-length") {
+        Some(v) => v.parse().map(Framing::Length).map_err(|_| Error::BadRequest("bad Content-Length".into())),
+        None => Ok(Framing::Length(0)),
+    }
+}
+
+/// Decrements the busy count when a request is done, however it ends.
+struct BusyGuard(Rc<Cell<usize>>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}

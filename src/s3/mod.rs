@@ -1,0 +1,252 @@
+//! The S3 API: authenticating a request, routing it to an operation, calling the
+//! object layer, and rendering the answer (XML bodies, headers, S3 errors).
+//!
+//! Operations are grouped by what they act on: [`service`] (buckets),
+//! [`object`] (objects), [`multipart`] (uploads).
+
+mod body;
+mod multipart;
+mod object;
+mod service;
+pub mod xml;
+
+use std::rc::Rc;
+
+pub use body::RequestBody;
+
+use crate::auth::Credentials;
+use crate::auth::sigv4::{self, Payload};
+use crate::error::Error;
+use crate::http::body::HttpBody;
+use crate::http::date;
+use crate::http::head::{Request, parse_query, percent_decode};
+use crate::http::response::Response;
+use crate::runtime::CoreCtx;
+use xml::XmlWriter;
+
+/// Bytes of an unread request body the server reads and drops to keep the
+/// connection; with more left it closes the connection instead.
+const DRAIN_MAX_BYTES: u64 = 256 << 10;
+
+/// What every core's front end needs; immutable after start.
+pub struct Frontend {
+    pub credentials: Credentials,
+    pub region: String,
+}
+
+/// A decoded request target.
+pub(crate) struct Target {
+    pub bucket: String,
+    pub key: String,
+    pub query: Vec<(String, String)>,
+}
+
+impl Target {
+    pub fn q(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.query.iter().any(|(n, _)| n == name)
+    }
+
+    /// The resource named in error bodies.
+    fn resource(&self) -> String {
+        match (self.bucket.is_empty(), self.key.is_empty()) {
+            (true, _) => "/".into(),
+            (false, true) => format!("/{}", self.bucket),
+            (false, false) => format!("/{}/{}", self.bucket, self.key),
+        }
+    }
+}
+
+/// Serves one request. Returns the response and whether the connection can be
+/// reused (the request body was fully read).
+pub async fn serve(
+    ctx: &Rc<CoreCtx>,
+    fe: &Frontend,
+    req: &Request,
+    http_body: HttpBody<'_>,
+    request_id: &str,
+) -> (Response, bool) {
+    let mut resource = req.raw_path.clone();
+    let result = async {
+        let path = percent_decode(&req.raw_path, false)?;
+        if let Some(r) = health(ctx, req, &path).await {
+            return Ok((r, None));
+        }
+        let query = parse_query(&req.raw_query)?;
+        let payload = authenticate(req, &query, &fe.credentials)?;
+        let (bucket, key) = match path.trim_start_matches('/').split_once('/') {
+            Some((b, k)) => (b.to_string(), k.to_string()),
+            None => (path.trim_start_matches('/').to_string(), String::new()),
+        };
+        let target = Target { bucket, key, query };
+        resource = target.resource();
+        Ok::<_, Error>((Response::new(0), Some((target, payload))))
+    }
+    .await;
+    let mut http_body = http_body;
+    let (target, payload) = match result {
+        Ok((r, None)) => {
+            let reusable = http_body.drain(DRAIN_MAX_BYTES).await;
+            return (r, reusable);
+        }
+        Ok((_, Some(tp))) => tp,
+        Err(e) => {
+            let reusable = http_body.drain(DRAIN_MAX_BYTES).await;
+            return (error_response(&e, &resource, request_id), reusable);
+        }
+    };
+    let mut body = RequestBody::new(http_body, &payload);
+    let response = route(ctx, fe, req, &target, &mut body).await;
+    let reusable = body.http().drain(DRAIN_MAX_BYTES).await;
+    match response {
+        Ok(r) => (r, reusable),
+        Err(e) => (error_response(&e, &resource, request_id), reusable),
+    }
+}
+
+/// `/minio/health/live` and `/minio/health/ready`: no authentication, as load
+/// balancers probe them.
+async fn health(ctx: &Rc<CoreCtx>, req: &Request, path: &str) -> Option<Response> {
+    if req.method != "GET" && req.method != "HEAD" {
+        return None;
+    }
+    match path {
+        "/minio/health/live" => Some(Response::new(200)),
+        "/minio/health/ready" | "/minio/health/cluster" => {
+            let ok = ctx.objects.list_buckets().await.is_ok();
+            Some(Response::new(if ok { 200 } else { 503 }))
+        }
+        _ => None,
+    }
+}
+
+/// Checks the request's signature; anonymous requests are refused.
+fn authenticate(req: &Request, query: &[(String, String)], creds: &Credentials) -> Result<Payload, Error> {
+    let now = date::now_secs();
+    if let Some(auth) = req.header("authorization") {
+        if auth.starts_with(sigv4::ALGORITHM) {
+            return sigv4::verify_header(req, creds, now);
+        }
+        if auth.starts_with("AWS ") {
+            return Err(Error::NotImplemented("AWS Signature Version 2".into()));
+        }
+        return Err(Error::AuthorizationMalformed("unsupported authorization type".into()));
+    }
+    if query.iter().any(|(n, _)| n == "X-Amz-Signature") {
+        return sigv4::verify_presigned(req, query, creds, now);
+    }
+    if query.iter().any(|(n, _)| n == "Signature") {
+        return Err(Error::NotImplemented("AWS Signature Version 2".into()));
+    }
+    Err(Error::AccessDenied("anonymous requests are not allowed".into()))
+}
+
+async fn route(
+    ctx: &Rc<CoreCtx>,
+    fe: &Frontend,
+    req: &Request,
+    t: &Target,
+    body: &mut RequestBody<'_>,
+) -> Result<Response, Error> {
+    let objects = &ctx.objects;
+    let m = req.method.as_str();
+    if t.bucket.is_empty() {
+        return match m {
+            "GET" => service::list_buckets(objects, fe).await,
+            _ => Err(Error::MethodNotAllowed),
+        };
+    }
+    if t.key.is_empty() {
+        return match m {
+            "GET" if t.has("location") => Ok(service::location(fe)),
+            "GET" if t.has("versioning") => Ok(service::versioning()),
+            "GET" if t.has("uploads") => multipart::list_uploads(objects, t).await,
+            "GET" if t.has("versions") => service::list_objects(objects, t, service::Listing::Versions).await,
+            "GET" if t.q("list-type") == Some("2") => service::list_objects(objects, t, service::Listing::V2).await,
+            "GET" if unsupported(t) => Err(Error::NotImplemented(subresource(t))),
+            "GET" => service::list_objects(objects, t, service::Listing::V1).await,
+            "HEAD" => service::head_bucket(objects, t).await,
+            "PUT" if unsupported(t) => Err(Error::NotImplemented(subresource(t))),
+            "PUT" => service::create_bucket(objects, t, body).await,
+            "DELETE" if unsupported(t) => Err(Error::NotImplemented(subresource(t))),
+            "DELETE" => service::delete_bucket(objects, t).await,
+            "POST" if t.has("delete") => object::delete_many(objects, t, body).await,
+            _ => Err(Error::MethodNotAllowed),
+        };
+    }
+    match m {
+        "GET" if t.has("uploadId") => multipart::list_parts(objects, t).await,
+        "GET" if unsupported(t) => Err(Error::NotImplemented(subresource(t))),
+        "GET" => object::get(objects, req, t, false).await,
+        "HEAD" => object::get(objects, req, t, true).await,
+        "PUT" if t.has("uploadId") || t.has("partNumber") => multipart::upload_part(objects, req, t, body).await,
+        "PUT" if unsupported(t) => Err(Error::NotImplemented(subresource(t))),
+        "PUT" if req.header("x-amz-copy-source").is_some() => object::copy(objects, req, t).await,
+        "PUT" => object::put(objects, req, t, body).await,
+        "POST" if t.has("uploads") => multipart::create(objects, req, t).await,
+        "POST" if t.has("uploadId") => multipart::complete(objects, t, body).await,
+        "DELETE" if t.has("uploadId") => multipart::abort(objects, t).await,
+        "DELETE" if unsupported(t) => Err(Error::NotImplemented(subresource(t))),
+        "DELETE" => object::delete(objects, t).await,
+        _ => Err(Error::MethodNotAllowed),
+    }
+}
+
+/// Sub-resources basalt does not implement; answered with `NotImplemented`
+/// rather than a wrong answer.
+const UNSUPPORTED: [&str; 16] = [
+    "acl",
+    "policy",
+    "tagging",
+    "lifecycle",
+    "cors",
+    "website",
+    "logging",
+    "notification",
+    "replication",
+    "encryption",
+    "object-lock",
+    "retention",
+    "legal-hold",
+    "torrent",
+    "restore",
+    "select",
+];
+
+fn unsupported(t: &Target) -> bool {
+    t.query.iter().any(|(n, _)| UNSUPPORTED.contains(&n.as_str()))
+}
+
+fn subresource(t: &Target) -> String {
+    t.query.iter().find(|(n, _)| UNSUPPORTED.contains(&n.as_str())).map(|(n, _)| n.clone()).unwrap_or_default()
+}
+
+/// An S3 error body.
+pub fn error_response(e: &Error, resource: &str, request_id: &str) -> Response {
+    if let Error::NotModified = e {
+        return Response::new(304);
+    }
+    let mut w = XmlWriter::plain("Error");
+    w.elem("Code", e.s3_code()).elem("Message", &e.to_string()).elem("Resource", resource);
+    if let Error::NoSuchBucket(b) | Error::BucketNotEmpty(b) | Error::BucketAlreadyExists(b) = e {
+        w.elem("BucketName", b);
+    }
+    w.elem("RequestId", request_id);
+    let mut r = Response::with_body(e.http_status(), "application/xml", w.finish());
+    if let Error::InvalidRange { size } = e {
+        r.header("content-range", format!("bytes */{size}"));
+    }
+    r
+}
+
+/// `"etag"` as S3 sends it.
+pub(crate) fn quoted(etag: &str) -> String {
+    format!("\"{etag}\"")
+}
+
+pub(crate) fn xml_response(doc: String) -> Response {
+    Response::with_body(200, "application/xml", doc)
+}

@@ -1,0 +1,120 @@
+//! Multipart upload operations: CreateMultipartUpload, UploadPart,
+//! CompleteMultipartUpload, AbortMultipartUpload, ListParts, ListMultipartUploads.
+
+use super::object::{declared_length, put_options};
+use super::xml::{self, XmlWriter};
+use super::{RequestBody, Target, quoted, xml_response};
+use crate::error::Error;
+use crate::http::date;
+use crate::http::head::Request;
+use crate::http::response::Response;
+use crate::object::{CompletePart, ObjectLayer};
+
+fn upload_id(t: &Target) -> Result<&str, Error> {
+    t.q("uploadId").ok_or_else(|| Error::InvalidArgument("uploadId is required".into()))
+}
+
+pub async fn create(objects: &ObjectLayer, req: &Request, t: &Target) -> Result<Response, Error> {
+    let opts = put_options(req)?;
+    let id = objects.new_multipart_upload(&t.bucket, &t.key, opts).await?;
+    let mut w = XmlWriter::new("InitiateMultipartUploadResult");
+    w.elem("Bucket", &t.bucket).elem("Key", &t.key).elem("UploadId", &id);
+    Ok(xml_response(w.finish()))
+}
+
+pub async fn upload_part(
+    objects: &ObjectLayer,
+    req: &Request,
+    t: &Target,
+    body: &mut RequestBody<'_>,
+) -> Result<Response, Error> {
+    if req.header("x-amz-copy-source").is_some() {
+        return Err(Error::NotImplemented("UploadPartCopy".into()));
+    }
+    let id = upload_id(t)?;
+    let number: u32 = t
+        .q("partNumber")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| Error::InvalidArgument("partNumber must be a number from 1 to 10000".into()))?;
+    let opts = put_options(req)?;
+    let size = declared_length(req)?;
+    let etag = objects.put_object_part(&t.bucket, &t.key, id, number, body, size, opts.content_md5).await?;
+    let mut r = Response::new(200);
+    r.header("etag", quoted(&etag));
+    Ok(r)
+}
+
+pub async fn complete(objects: &ObjectLayer, t: &Target, body: &mut RequestBody<'_>) -> Result<Response, Error> {
+    let id = upload_id(t)?;
+    let raw = body.read_small(xml::MAX_XML_BODY_BYTES).await?;
+    let doc = xml::parse(&raw)?;
+    if doc.name != "CompleteMultipartUpload" {
+        return Err(Error::MalformedXml);
+    }
+    let mut parts = Vec::new();
+    for p in doc.children_named("Part") {
+        let number = p.child_text("PartNumber").and_then(|n| n.trim().parse().ok()).ok_or(Error::MalformedXml)?;
+        let etag = p.child_text("ETag").ok_or(Error::MalformedXml)?.trim().to_string();
+        parts.push(CompletePart { number, etag });
+    }
+    let info = objects.complete_multipart_upload(&t.bucket, &t.key, id, &parts).await?;
+    let mut w = XmlWriter::new("CompleteMultipartUploadResult");
+    w.elem("Location", &format!("/{}/{}", t.bucket, t.key))
+        .elem("Bucket", &t.bucket)
+        .elem("Key", &t.key)
+        .elem("ETag", &quoted(&info.etag));
+    Ok(xml_response(w.finish()))
+}
+
+pub async fn abort(objects: &ObjectLayer, t: &Target) -> Result<Response, Error> {
+    objects.abort_multipart_upload(&t.bucket, &t.key, upload_id(t)?).await?;
+    Ok(Response::new(204))
+}
+
+pub async fn list_parts(objects: &ObjectLayer, t: &Target) -> Result<Response, Error> {
+    let id = upload_id(t)?;
+    let marker: u32 = t.q("part-number-marker").and_then(|m| m.parse().ok()).unwrap_or(0);
+    let max: usize = t.q("max-parts").and_then(|m| m.parse().ok()).unwrap_or(1000);
+    let (parts, truncated) = objects.list_parts(&t.bucket, &t.key, id, marker, max).await?;
+    let mut w = XmlWriter::new("ListPartsResult");
+    w.elem("Bucket", &t.bucket)
+        .elem("Key", &t.key)
+        .elem("UploadId", id)
+        .elem("PartNumberMarker", &marker.to_string())
+        .elem("MaxParts", &max.to_string())
+        .elem("IsTruncated", if truncated { "true" } else { "false" })
+        .elem("StorageClass", "STANDARD");
+    if let Some(last) = parts.last().filter(|_| truncated) {
+        w.elem("NextPartNumberMarker", &last.number.to_string());
+    }
+    for p in &parts {
+        w.open("Part")
+            .elem("PartNumber", &p.number.to_string())
+            .elem("LastModified", &date::iso8601(p.mod_time_ns))
+            .elem("ETag", &quoted(&p.etag))
+            .elem("Size", &p.size.to_string())
+            .close();
+    }
+    Ok(xml_response(w.finish()))
+}
+
+pub async fn list_uploads(objects: &ObjectLayer, t: &Target) -> Result<Response, Error> {
+    let prefix = t.q("prefix").unwrap_or_default();
+    let uploads = objects.list_multipart_uploads(&t.bucket, prefix).await?;
+    let mut w = XmlWriter::new("ListMultipartUploadsResult");
+    w.elem("Bucket", &t.bucket)
+        .elem("KeyMarker", t.q("key-marker").unwrap_or_default())
+        .elem("UploadIdMarker", t.q("upload-id-marker").unwrap_or_default())
+        .elem("Prefix", prefix)
+        .elem("MaxUploads", "1000")
+        .elem("IsTruncated", "false");
+    for u in &uploads {
+        w.open("Upload")
+            .elem("Key", &u.key)
+            .elem("UploadId", &u.upload_id)
+            .elem("Initiated", &date::iso8601(u.initiated_ns))
+            .elem("StorageClass", "STANDARD")
+            .close();
+    }
+    Ok(xml_response(w.finish()))
+}
