@@ -64,8 +64,10 @@ impl<'a> HttpBody<'a> {
     pub async fn drain(&mut self, max: u64) -> bool {
         if self.expect_continue {
             // The client waits for our answer before sending: nothing to drain,
-            // but it may still send, so the connection cannot be reused.
-            return self.is_done();
+            // but it may still send, so the connection cannot be reused. (And
+            // botocore keeps a final response to an Expect request as the
+            // status of its next request on that connection; closing resets it.)
+            return false;
         }
         let mut seen = 0u64;
         while !self.is_done() {
@@ -120,10 +122,9 @@ impl<'a> HttpBody<'a> {
 impl Body for HttpBody<'_> {
     async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
         if self.expect_continue {
+            // Sent even for an empty body: clients that asked wait for it.
             self.expect_continue = false;
-            if self.state != State::Done {
-                self.conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
-            }
+            self.conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
         }
         loop {
             match self.state {

@@ -1,0 +1,190 @@
+"""boto3 against a real basalt: buckets, objects, ranges, conditions, metadata,
+copies, batch deletes, listings, multipart, presigned URLs and errors."""
+
+import hashlib
+import io
+import os
+import urllib.request
+
+import pytest
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import ClientError
+
+from conftest import client_for
+
+
+def code(exc):
+    return exc.value.response["Error"]["Code"]
+
+
+def test_buckets(s3):
+    s3.create_bucket(Bucket="alpha")
+    s3.create_bucket(Bucket="beta", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    names = [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert names == ["alpha", "beta"]
+    s3.head_bucket(Bucket="alpha")
+    with pytest.raises(ClientError) as e:
+        s3.create_bucket(Bucket="alpha")
+    assert code(e) == "BucketAlreadyOwnedByYou"
+    with pytest.raises(ClientError) as e:
+        s3.head_bucket(Bucket="missing")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    s3.put_object(Bucket="alpha", Key="x", Body=b"1")
+    with pytest.raises(ClientError) as e:
+        s3.delete_bucket(Bucket="alpha")
+    assert code(e) == "BucketNotEmpty"
+    s3.delete_object(Bucket="alpha", Key="x")
+    s3.delete_bucket(Bucket="alpha")
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["beta"]
+    assert s3.get_bucket_location(Bucket="beta").get("LocationConstraint") in (None, "")
+    assert "Status" not in s3.get_bucket_versioning(Bucket="beta")
+    with pytest.raises(ClientError) as e:
+        s3.create_bucket(Bucket="Bad_Name")
+    assert code(e) == "InvalidBucketName"
+
+
+def test_put_get_head_metadata(s3):
+    s3.create_bucket(Bucket="bkt")
+    body = os.urandom(3 * 1024 * 1024 + 17)
+    put = s3.put_object(
+        Bucket="bkt",
+        Key="dir/obj.bin",
+        Body=body,
+        ContentType="application/x-test",
+        Metadata={"color": "blue"},
+        CacheControl="max-age=60",
+    )
+    assert put["ETag"] == '"%s"' % hashlib.md5(body).hexdigest()
+    got = s3.get_object(Bucket="bkt", Key="dir/obj.bin")
+    assert got["Body"].read() == body
+    assert got["ContentType"] == "application/x-test"
+    assert got["Metadata"] == {"color": "blue"}
+    assert got["CacheControl"] == "max-age=60"
+    head = s3.head_object(Bucket="bkt", Key="dir/obj.bin")
+    assert head["ContentLength"] == len(body)
+    # Ranges, including past the end and suffixes.
+    r = s3.get_object(Bucket="bkt", Key="dir/obj.bin", Range="bytes=1048570-1048590")
+    assert r["Body"].read() == body[1048570:1048591]
+    assert r["ContentRange"] == f"bytes 1048570-1048590/{len(body)}"
+    assert s3.get_object(Bucket="bkt", Key="dir/obj.bin", Range="bytes=-10")["Body"].read() == body[-10:]
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket="bkt", Key="dir/obj.bin", Range=f"bytes={len(body)}-")
+    assert code(e) == "InvalidRange"
+    # Conditional GETs.
+    etag = put["ETag"]
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket="bkt", Key="dir/obj.bin", IfNoneMatch=etag)
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 304
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket="bkt", Key="dir/obj.bin", IfMatch='"0000"')
+    assert code(e) == "PreconditionFailed"
+    assert s3.get_object(Bucket="bkt", Key="dir/obj.bin", IfMatch=etag)["ContentLength"] == len(body)
+    # Empty and small objects.
+    s3.put_object(Bucket="bkt", Key="empty", Body=b"")
+    assert s3.get_object(Bucket="bkt", Key="empty")["Body"].read() == b""
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket="bkt", Key="missing")
+    assert code(e) == "NoSuchKey"
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket="nobucket", Key="k")
+    assert code(e) == "NoSuchBucket"
+
+
+def test_copy_and_delete_objects(s3):
+    s3.create_bucket(Bucket="bkt")
+    s3.put_object(Bucket="bkt", Key="src", Body=b"hello copy", Metadata={"a": "1"})
+    s3.copy_object(Bucket="bkt", Key="dst", CopySource={"Bucket": "bkt", "Key": "src"})
+    got = s3.get_object(Bucket="bkt", Key="dst")
+    assert got["Body"].read() == b"hello copy" and got["Metadata"] == {"a": "1"}
+    s3.copy_object(
+        Bucket="bkt", Key="src", CopySource="bkt/src", Metadata={"a": "2"}, MetadataDirective="REPLACE"
+    )
+    assert s3.head_object(Bucket="bkt", Key="src")["Metadata"] == {"a": "2"}
+    keys = [f"k{i}" for i in range(5)]
+    for k in keys:
+        s3.put_object(Bucket="bkt", Key=k, Body=k.encode())
+    r = s3.delete_objects(Bucket="bkt", Delete={"Objects": [{"Key": k} for k in keys]})
+    assert sorted(d["Key"] for d in r["Deleted"]) == keys
+    r = s3.delete_objects(Bucket="bkt", Delete={"Objects": [{"Key": "src"}], "Quiet": True})
+    assert not r.get("Deleted")
+    left = [o["Key"] for o in s3.list_objects_v2(Bucket="bkt").get("Contents", [])]
+    assert left == ["dst"]
+
+
+def test_listing_pagination(s3):
+    s3.create_bucket(Bucket="bkt")
+    keys = sorted([f"a/{i:03}" for i in range(25)] + [f"b/{i}/x" for i in range(5)] + ["top"])
+    for k in keys:
+        s3.put_object(Bucket="bkt", Key=k, Body=b"x")
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket="bkt", PaginationConfig={"PageSize": 7})
+    assert [o["Key"] for p in pages for o in p.get("Contents", [])] == keys
+    r = s3.list_objects_v2(Bucket="bkt", Delimiter="/")
+    assert [p["Prefix"] for p in r["CommonPrefixes"]] == ["a/", "b/"]
+    assert [o["Key"] for o in r["Contents"]] == ["top"]
+    v1 = s3.get_paginator("list_objects").paginate(Bucket="bkt", PaginationConfig={"PageSize": 4})
+    assert [o["Key"] for p in v1 for o in p.get("Contents", [])] == keys
+    r = s3.list_object_versions(Bucket="bkt", Prefix="b/")
+    assert [(v["Key"], v["VersionId"]) for v in r["Versions"]] == [(f"b/{i}/x", "null") for i in range(5)]
+
+
+def test_multipart(s3):
+    s3.create_bucket(Bucket="bkt")
+    data = os.urandom(17 * 1024 * 1024 + 5)
+    cfg = TransferConfig(multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024)
+    s3.upload_fileobj(io.BytesIO(data), "bkt", "big", Config=cfg)
+    head = s3.head_object(Bucket="bkt", Key="big")
+    assert head["ContentLength"] == len(data)
+    assert head["ETag"].endswith('-4"')
+    out = io.BytesIO()
+    s3.download_fileobj("bkt", "big", out, Config=cfg)
+    assert out.getvalue() == data
+    # The low-level calls, with an abort and a bad completion.
+    up = s3.create_multipart_upload(Bucket="bkt", Key="parts")["UploadId"]
+    p1 = s3.upload_part(Bucket="bkt", Key="parts", UploadId=up, PartNumber=1, Body=b"a" * 100)
+    p2 = s3.upload_part(Bucket="bkt", Key="parts", UploadId=up, PartNumber=2, Body=b"b" * 100)
+    assert [p["PartNumber"] for p in s3.list_parts(Bucket="bkt", Key="parts", UploadId=up)["Parts"]] == [1, 2]
+    assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket="bkt")["Uploads"]] == [up]
+    with pytest.raises(ClientError) as e:
+        s3.complete_multipart_upload(
+            Bucket="bkt",
+            Key="parts",
+            UploadId=up,
+            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": p1["ETag"]}, {"PartNumber": 2, "ETag": p2["ETag"]}]},
+        )
+    assert code(e) == "EntityTooSmall"
+    s3.abort_multipart_upload(Bucket="bkt", Key="parts", UploadId=up)
+    with pytest.raises(ClientError) as e:
+        s3.list_parts(Bucket="bkt", Key="parts", UploadId=up)
+    assert code(e) == "NoSuchUpload"
+
+
+def test_presigned_urls(s3, server):
+    s3 = client_for(server.endpoint, signature_version="s3v4")
+    s3.create_bucket(Bucket="bkt")
+    put_url = s3.generate_presigned_url("put_object", Params={"Bucket": "bkt", "Key": "p"}, ExpiresIn=300)
+    req = urllib.request.Request(put_url, data=b"presigned body", method="PUT")
+    with urllib.request.urlopen(req) as r:
+        assert r.status == 200
+    get_url = s3.generate_presigned_url("get_object", Params={"Bucket": "bkt", "Key": "p"}, ExpiresIn=300)
+    with urllib.request.urlopen(get_url) as r:
+        assert r.read() == b"presigned body"
+    bad = get_url.replace("X-Amz-Signature=", "X-Amz-Signature=0")
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(bad)
+    assert e.value.code == 403
+
+
+def test_wrong_credentials(server):
+    bad = client_for(server.endpoint)
+    bad._request_signer._credentials.secret_key = "wrong-secret"
+    with pytest.raises(ClientError) as e:
+        bad.list_buckets()
+    assert code(e) == "SignatureDoesNotMatch"
+    other = client_for(server.endpoint)
+    other._request_signer._credentials.access_key = "nobody"
+    with pytest.raises(ClientError) as e:
+        other.list_buckets()
+    assert code(e) == "InvalidAccessKeyId"
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(server.endpoint + "/")
+    assert e.value.code == 403
