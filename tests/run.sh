@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 need_pip=()
 python3 -c "import pytest" 2>/dev/null || need_pip+=(pytest)
 python3 -c "import boto3" 2>/dev/null || need_pip+=(boto3)
+# awscrt: botocore needs it for the CRC32C and CRC64NVME checksums.
+python3 -c "import awscrt" 2>/dev/null || need_pip+=(awscrt)
 command -v aws >/dev/null 2>&1 || need_pip+=(awscli)
 if [ ${#need_pip[@]} -gt 0 ]; then
   echo "installing test clients: ${need_pip[*]}"

@@ -12,6 +12,12 @@ use crate::error::{Error, Result};
 pub trait Body {
     /// The next chunk; `None` at the end. Chunks may have any size.
     async fn next_chunk(&mut self) -> Result<Option<Bytes>>;
+
+    /// Checksums (algorithm name, base64 value) the body verified on its way
+    /// through, known once it has ended; stored with the object.
+    fn verified_checksums(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// A body held in memory (tests, small internal writes).

@@ -228,6 +228,8 @@ impl ObjectLayer {
         }
         let etag = hex(&staged.md5());
         let size = staged.size();
+        let mut checksums = options.checksums;
+        checksums.extend(body.verified_checksums());
         let meta = ObjectMeta {
             version_id: uuid::Uuid::new_v4().to_string(),
             mod_time_ns: super::now_ns(),
@@ -236,7 +238,7 @@ impl ObjectLayer {
             content_type: options.content_type.unwrap_or_else(|| "application/octet-stream".into()),
             headers: options.headers,
             user_meta: options.user_meta,
-            checksums: options.checksums,
+            checksums,
             erasure: ErasureInfo {
                 data: set.erasure.data_shards(),
                 parity: set.erasure.parity_shards(),

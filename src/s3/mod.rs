@@ -5,6 +5,7 @@
 //! [`object`] (objects), [`multipart`] (uploads).
 
 mod body;
+mod checksum;
 mod multipart;
 mod object;
 mod service;

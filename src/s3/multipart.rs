@@ -1,6 +1,7 @@
 //! Multipart upload operations: CreateMultipartUpload, UploadPart,
 //! CompleteMultipartUpload, AbortMultipartUpload, ListParts, ListMultipartUploads.
 
+use super::checksum::{ChecksumBody, Expected};
 use super::object::{declared_length, put_options};
 use super::xml::{self, XmlWriter};
 use super::{RequestBody, Target, quoted, xml_response};
@@ -38,7 +39,8 @@ pub async fn upload_part(
         .ok_or_else(|| Error::InvalidArgument("partNumber must be a number from 1 to 10000".into()))?;
     let opts = put_options(req)?;
     let size = declared_length(req)?;
-    let etag = objects.put_object_part(&t.bucket, &t.key, id, number, body, size, opts.content_md5).await?;
+    let mut body = ChecksumBody::new(body, Expected::from_request(req)?);
+    let etag = objects.put_object_part(&t.bucket, &t.key, id, number, &mut body, size, opts.content_md5).await?;
     let mut r = Response::new(200);
     r.header("etag", quoted(&etag));
     Ok(r)

@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 use base64::Engine;
 
+use super::checksum::{self, ChecksumBody, Expected};
 use super::xml::{self, XmlWriter};
 use super::{RequestBody, Target, quoted, xml_response};
 use crate::error::Error;
@@ -73,7 +74,8 @@ pub async fn put(
 ) -> Result<Response, Error> {
     let mut opts = put_options(req)?;
     opts.size = declared_length(req)?;
-    let info = objects.put_object(&t.bucket, &t.key, body, opts).await?;
+    let mut body = ChecksumBody::new(body, Expected::from_request(req)?);
+    let info = objects.put_object(&t.bucket, &t.key, &mut body, opts).await?;
     let mut r = Response::new(200);
     r.header("etag", quoted(&info.etag));
     Ok(r)
@@ -144,6 +146,18 @@ fn object_headers(r: &mut Response, info: &ObjectInfo) {
     }
 }
 
+/// Stored checksums, for clients that send `x-amz-checksum-mode: ENABLED`.
+fn checksum_headers(r: &mut Response, req: &Request, info: &ObjectInfo) {
+    if !req.header("x-amz-checksum-mode").is_some_and(|m| m.eq_ignore_ascii_case("enabled")) {
+        return;
+    }
+    for algorithm in checksum::ALL {
+        if let Some(v) = info.checksums.get(algorithm.name()) {
+            r.header(algorithm.header(), v.clone());
+        }
+    }
+}
+
 pub async fn get(objects: &Rc<ObjectLayer>, req: &Request, t: &Target, head_only: bool) -> Result<Response, Error> {
     if t.has("partNumber") {
         return Err(Error::NotImplemented("GetObject with partNumber".into()));
@@ -163,6 +177,10 @@ pub async fn get(objects: &Rc<ObjectLayer>, req: &Request, t: &Target, head_only
     check_conditions(req, &info)?;
     let mut r = Response::new(200);
     object_headers(&mut r, &info);
+    if range.is_none() {
+        // A checksum describes the whole object, never a range of it.
+        checksum_headers(&mut r, req, &info);
+    }
     if let Some(range) = range
         && info.size > 0
     {

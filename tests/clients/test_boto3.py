@@ -188,3 +188,76 @@ def test_wrong_credentials(server):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(server.endpoint + "/")
     assert e.value.code == 403
+
+
+def test_flexible_checksums(s3):
+    s3.create_bucket(Bucket="bkt")
+    body = os.urandom(300_000)
+    for algorithm in ["CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME"]:
+        key = f"sum-{algorithm}"
+        s3.put_object(Bucket="bkt", Key=key, Body=body, ChecksumAlgorithm=algorithm)
+        head = s3.head_object(Bucket="bkt", Key=key, ChecksumMode="ENABLED")
+        assert head.get(f"Checksum{algorithm}"), f"{algorithm} not returned: {head}"
+        got = s3.get_object(Bucket="bkt", Key=key, ChecksumMode="ENABLED")
+        assert got["Body"].read() == body
+    # A wrong checksum is refused and nothing is stored.
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket="bkt", Key="bad-sum", Body=b"payload", ChecksumCRC32="AAAAAA==")
+    assert code(e) == "BadDigest"
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket="bkt", Key="bad-sum")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def _put_aws_chunked_with_trailer(server, key, data, crc_b64):
+    """PUT as SDKs stream over HTTP: STREAMING-UNSIGNED-PAYLOAD-TRAILER, aws-chunked
+    chunks, and the CRC32 in a trailer after the last chunk."""
+    import http.client
+
+    import botocore.auth
+    import botocore.awsrequest
+    import botocore.credentials
+
+    from conftest import ACCESS_KEY, SECRET_KEY
+
+    chunks = b""
+    for i in range(0, len(data), 65536):
+        piece = data[i : i + 65536]
+        chunks += b"%x\r\n" % len(piece) + piece + b"\r\n"
+    chunks += b"0\r\nx-amz-checksum-crc32:" + crc_b64.encode() + b"\r\n\r\n"
+    url = f"{server.endpoint}/bkt/{key}"
+    headers = {
+        "Content-Encoding": "aws-chunked",
+        "X-Amz-Content-SHA256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        "X-Amz-Decoded-Content-Length": str(len(data)),
+        "X-Amz-Trailer": "x-amz-checksum-crc32",
+    }
+    req = botocore.awsrequest.AWSRequest(method="PUT", url=url, data=chunks, headers=headers)
+    creds = botocore.credentials.Credentials(ACCESS_KEY, SECRET_KEY)
+    # The generic signer keeps our X-Amz-Content-SHA256 (the S3 one would hash the body).
+    botocore.auth.SigV4Auth(creds, "s3", "us-east-1").add_auth(req)
+    prepared = req.prepare()
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request("PUT", f"/bkt/{key}", body=chunks, headers=dict(prepared.headers))
+    resp = conn.getresponse()
+    text = resp.read()
+    conn.close()
+    return resp.status, text
+
+
+def test_aws_chunked_trailer_checksum(s3, server):
+    import base64
+    import zlib
+
+    s3.create_bucket(Bucket="bkt")
+    data = os.urandom(200_000)
+    crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    status, text = _put_aws_chunked_with_trailer(server, "trailed", data, crc)
+    assert status == 200, text
+    assert s3.get_object(Bucket="bkt", Key="trailed")["Body"].read() == data
+    head = s3.head_object(Bucket="bkt", Key="trailed", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC32"] == crc
+    status, text = _put_aws_chunked_with_trailer(server, "trailed-bad", data, "AAAAAA==")
+    assert status == 400 and b"BadDigest" in text
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket="bkt", Key="trailed-bad")

@@ -1,0 +1,576 @@
+"""Robustness of a real basalt server against bad input, crashes, lost drives
+and shutdown.
+
+* Bad input over raw sockets: a garbage request line, a 1 MiB request head, a
+  correctly signed PUT whose body stops short, a wrong signature, an expired
+  presigned URL, a request dated 20 minutes off, keys that try to leave the
+  bucket and invalid bucket names. After each one the server must still serve
+  (buckets list, an object stored before reads back byte for byte).
+* Durability on 4 drives (2 data + 2 parity): kill -9 while uploads of an
+  existing and of a new key are in flight, restart on the same drives, and
+  only acknowledged objects, with their acknowledged contents, are there;
+  delete two of the four drive directories under a running server and every
+  object still downloads intact.
+* SIGTERM while a large download is in flight: the server exits 0 within the
+  15 s the shutdown grace period allows.
+
+Every socket has a 10 s timeout and every wait has a deadline, so a hung
+server fails a test instead of hanging it.
+"""
+
+import copy
+import datetime
+import hashlib
+import hmac
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+import urllib.parse
+
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
+
+from conftest import ACCESS_KEY, SECRET_KEY, Server, client_for
+
+REGION = "us-east-1"
+UNSIGNED = "UNSIGNED-PAYLOAD"
+MiB = 1024 * 1024
+SOCKET_TIMEOUT = 10
+
+
+# ---------------------------------------------------------------------------
+# Helpers
+
+
+def error_code(exc):
+    return exc.value.response["Error"]["Code"]
+
+
+def http_status(exc):
+    return exc.value.response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def connect(server):
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=SOCKET_TIMEOUT)
+    sock.settimeout(SOCKET_TIMEOUT)
+    return sock
+
+
+def exchange(server, data, half_close=False):
+    """Sends `data` on a fresh connection and reads until the server closes it
+    (or resets it, or the timeout passes). Returns the bytes received; b"" when
+    the server closed without answering. A send that fails because the server
+    already gave up on the request is not an error: its answer, if any, is
+    still read."""
+    sock = connect(server)
+    received = b""
+    try:
+        try:
+            sock.sendall(data)
+            if half_close:
+                sock.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                received += chunk
+                if response_complete(received):
+                    break
+        except ConnectionResetError:
+            pass
+    finally:
+        sock.close()
+    return received
+
+
+def response_complete(data):
+    """Whether `data` holds a whole response (head and Content-Length body)."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(body) >= int(value.strip())
+    return False
+
+
+def parse_response(data):
+    """(status, lower-cased headers, body) of one raw HTTP response."""
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower().decode()] = value.strip().decode()
+    return status, headers, body
+
+
+def build_request(method, target, headers, body=b""):
+    lines = [f"{method} {target} HTTP/1.1"] + [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def request(server, method, target, headers, body=b""):
+    """One request over a raw socket; returns (status, headers, body)."""
+    raw = exchange(server, build_request(method, target, headers, body))
+    assert raw, f"{method} {target}: the server closed the connection without answering"
+    return parse_response(raw)
+
+
+def botocore_signed_headers(server, method, path, headers, secret=SECRET_KEY):
+    """Headers for `method path` signed by botocore's SigV4Auth. Host and every
+    header given are signed; what is signed is exactly what gets sent."""
+    host = f"127.0.0.1:{server.port}"
+    req = AWSRequest(method=method, url=server.endpoint + path, headers={"Host": host, **headers})
+    SigV4Auth(Credentials(ACCESS_KEY, secret), "s3", REGION).add_auth(req)
+    return dict(req.headers.items())
+
+
+def hand_signed_headers(server, method, path, when, query=""):
+    """SigV4 headers computed here with hmac/hashlib, for a request dated `when`
+    (botocore always signs with the current time). `path` and `query` are sent
+    as given, already encoded; the canonical URI is the path decoded and
+    encoded again the AWS way (unreserved characters such as "." in clear), as
+    a server must compute it whatever encoding the client chose."""
+    amz_date = when.strftime("%Y%m%dT%H%M%SZ")
+    day = when.strftime("%Y%m%d")
+    headers = {
+        "host": f"127.0.0.1:{server.port}",
+        "x-amz-content-sha256": UNSIGNED,
+        "x-amz-date": amz_date,
+    }
+    signed = sorted(headers)
+    canonical_query = "&".join(sorted(query.split("&"))) if query else ""
+    canonical = "\n".join(
+        [
+            method,
+            urllib.parse.quote(urllib.parse.unquote(path), safe="/~"),
+            canonical_query,
+            "".join(f"{k}:{headers[k]}\n" for k in signed),
+            ";".join(signed),
+            UNSIGNED,
+        ]
+    )
+    scope = f"{day}/{REGION}/s3/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    key = ("AWS4" + SECRET_KEY).encode()
+    for part in (day, REGION, "s3", "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    headers["authorization"] = (
+        f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/{scope}, SignedHeaders={';'.join(signed)}, Signature={signature}"
+    )
+    return headers
+
+
+def xml_code(body):
+    """The <Code> of an S3 XML error body."""
+    text = body.decode(errors="replace")
+    start, end = text.find("<Code>"), text.find("</Code>")
+    assert start >= 0 and end > start, f"no S3 error code in {text!r}"
+    return text[start + len("<Code>") : end]
+
+
+def still_serves(server, bucket, key, body):
+    """The server answers a fresh client, and an object stored before reads back."""
+    s3 = client_for(server.endpoint)
+    assert bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == body
+
+
+def files_under(top):
+    out = set()
+    for root, _, files in os.walk(top):
+        out.update(os.path.join(root, f) for f in files)
+    return out
+
+
+def restarted(old):
+    """A new server process on the same drives and port as `old`."""
+    new = copy.copy(old)
+    new.proc = None
+    deadline = time.time() + 20
+    while True:
+        try:
+            return new.start()
+        except RuntimeError:
+            # The port can take a moment to be free again after a kill.
+            if time.time() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def patterned(size, seed):
+    """`size` bytes that differ by seed and position, cheap to make."""
+    block = hashlib.sha256(seed.encode()).digest() * (MiB // 32)
+    return (block * (size // len(block) + 1))[:size]
+
+
+class StreamingPut(threading.Thread):
+    """A signed PUT of `size` bytes over a raw socket, sent 1 MiB at a time,
+    counting what was sent. It ends when everything is sent or the connection
+    fails (as it does when the server is killed)."""
+
+    def __init__(self, server, path, size):
+        super().__init__(daemon=True)
+        self.server, self.path, self.size = server, path, size
+        self.sent = 0
+        self.answer = None
+        self.error = None
+
+    def run(self):
+        headers = botocore_signed_headers(
+            self.server, "PUT", self.path, {"Content-Length": str(self.size), "X-Amz-Content-SHA256": UNSIGNED}
+        )
+        chunk = patterned(MiB, self.path)
+        try:
+            with connect(self.server) as sock:
+                sock.sendall(build_request("PUT", self.path, headers))
+                while self.sent < self.size:
+                    n = min(MiB, self.size - self.sent)
+                    sock.sendall(chunk[:n])
+                    self.sent += n
+                self.answer = sock.recv(65536)
+        except OSError as e:
+            self.error = e
+
+
+@pytest.fixture
+def own_server():
+    """A 4-drive server whose directory is removed afterwards (these tests
+    write hundreds of MiB). Tests may replace it (restart) through the list."""
+    servers = [Server().start()]
+    yield servers
+    for s in servers:
+        s.stop()
+    shutil.rmtree(servers[0].dir, ignore_errors=True)
+
+
+@pytest.fixture
+def stocked(server):
+    """The `server` fixture with bucket "bkt" holding "keep" (64 KiB random)."""
+    s3 = client_for(server.endpoint)
+    s3.create_bucket(Bucket="bkt")
+    body = os.urandom(64 * 1024)
+    s3.put_object(Bucket="bkt", Key="keep", Body=body)
+    return server, s3, body
+
+
+# ---------------------------------------------------------------------------
+# Bad input
+
+
+def test_garbage_request_line(stocked):
+    """Binary garbage instead of a request line gets 400 or a closed connection,
+    and the server goes on serving."""
+    server, _, keep = stocked
+    raw = exchange(server, b"\x00\x01\x02 garbage\r\n\r\n")
+    if raw:
+        status, _, _ = parse_response(raw)
+        assert status == 400
+    still_serves(server, "bkt", "keep", keep)
+
+
+def test_huge_request_head(stocked):
+    """A 1 MiB request head (one enormous header) gets 400
+    RequestHeaderSectionTooLarge or a closed connection, and the server goes
+    on serving."""
+    server, _, keep = stocked
+    head = f"GET /bkt/keep HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nX-Big: ".encode()
+    raw = exchange(server, head + b"a" * MiB + b"\r\n\r\n")
+    if raw:
+        status, _, body = parse_response(raw)
+        assert status == 400
+        assert xml_code(body) == "RequestHeaderSectionTooLarge"
+    still_serves(server, "bkt", "keep", keep)
+
+
+def test_truncated_put_body(stocked):
+    """A correctly signed PUT announcing 1,000,000 bytes that sends 1,000 and
+    closes stores nothing: a new key stays absent, and an existing key keeps
+    its previous contents."""
+    server, s3, keep = stocked
+    old = os.urandom(300 * 1024)
+    s3.put_object(Bucket="bkt", Key="existing", Body=old)
+    # Control: the same signing, with the whole body, is accepted.
+    headers = botocore_signed_headers(
+        server, "PUT", "/bkt/control", {"Content-Length": "10", "X-Amz-Content-SHA256": UNSIGNED}
+    )
+    status, _, body = request(server, "PUT", "/bkt/control", headers, b"0123456789")
+    assert status == 200, body
+    assert s3.get_object(Bucket="bkt", Key="control")["Body"].read() == b"0123456789"
+    s3.delete_object(Bucket="bkt", Key="control")
+    for key in ("fresh", "existing"):
+        path = f"/bkt/{key}"
+        headers = botocore_signed_headers(
+            server, "PUT", path, {"Content-Length": "1000000", "X-Amz-Content-SHA256": UNSIGNED}
+        )
+        # Half-close after the short body and wait for the server's answer or
+        # close, so the checks below run after it has dealt with the request.
+        exchange(server, build_request("PUT", path, headers, os.urandom(1000)), half_close=True)
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket="bkt", Key="fresh")
+    assert http_status(e) == 404
+    assert s3.get_object(Bucket="bkt", Key="existing")["Body"].read() == old
+    listed = {o["Key"]: o["Size"] for o in s3.list_objects_v2(Bucket="bkt")["Contents"]}
+    assert listed == {"keep": len(keep), "existing": len(old)}
+    still_serves(server, "bkt", "keep", keep)
+
+
+def test_wrong_signature(stocked):
+    """A request whose signature is off by one character gets 403
+    SignatureDoesNotMatch; the same request correctly signed gets 200."""
+    server, _, keep = stocked
+    headers = botocore_signed_headers(server, "GET", "/bkt/keep", {"X-Amz-Content-SHA256": UNSIGNED})
+    status, _, body = request(server, "GET", "/bkt/keep", headers)
+    assert (status, body) == (200, keep)
+    auth = headers["Authorization"]
+    headers["Authorization"] = auth[:-1] + ("0" if auth[-1] != "0" else "1")
+    status, _, body = request(server, "GET", "/bkt/keep", headers)
+    assert status == 403
+    assert xml_code(body) == "SignatureDoesNotMatch"
+    # Signed with another secret.
+    headers = botocore_signed_headers(server, "GET", "/bkt/keep", {"X-Amz-Content-SHA256": UNSIGNED}, secret="nope")
+    status, _, body = request(server, "GET", "/bkt/keep", headers)
+    assert (status, xml_code(body)) == (403, "SignatureDoesNotMatch")
+    still_serves(server, "bkt", "keep", keep)
+
+
+def test_expired_presigned_url(stocked):
+    """A presigned GET with ExpiresIn=1 works at once and gets 403
+    AccessDenied two seconds later."""
+    server, _, keep = stocked
+    s3v4 = client_for(server.endpoint, signature_version="s3v4")
+    url = s3v4.generate_presigned_url("get_object", Params={"Bucket": "bkt", "Key": "keep"}, ExpiresIn=1)
+    parts = urllib.parse.urlsplit(url)
+    target = f"{parts.path}?{parts.query}"
+    host = {"Host": parts.netloc}
+    status, _, body = request(server, "GET", target, host)
+    assert (status, body) == (200, keep)
+    time.sleep(2)
+    status, _, body = request(server, "GET", target, host)
+    assert status == 403
+    assert xml_code(body) == "AccessDenied"
+    still_serves(server, "bkt", "keep", keep)
+
+
+@pytest.mark.parametrize("minutes", [-20, 20], ids=["past", "future"])
+def test_request_time_skewed(stocked, minutes):
+    """A correctly signed GET / dated 20 minutes off gets 403
+    RequestTimeTooSkewed; signed the same way with the current time it gets 200."""
+    server, _, keep = stocked
+    now = datetime.datetime.now(datetime.timezone.utc)
+    status, _, body = request(server, "GET", "/", hand_signed_headers(server, "GET", "/", now))
+    assert status == 200, body
+    assert b"<Name>bkt</Name>" in body
+    skewed = now + datetime.timedelta(minutes=minutes)
+    status, _, body = request(server, "GET", "/", hand_signed_headers(server, "GET", "/", skewed))
+    assert status == 403
+    assert xml_code(body) == "RequestTimeTooSkewed"
+    still_serves(server, "bkt", "keep", keep)
+
+
+def test_key_traversal(stocked):
+    """Keys with "..", "." or empty segments are refused with 400, whether sent
+    by boto3 or percent-encoded by hand, and no file appears anywhere in the
+    server's directory outside <drive>/<bucket>/ and <drive>/.basalt.sys/."""
+    server, s3, keep = stocked
+    before = files_under(server.dir)
+    for key in ("../../etc/passwd", "a/../../b", "a//b", "./x", "../bkt2"):
+        with pytest.raises(ClientError) as e:
+            s3.put_object(Bucket="bkt", Key=key, Body=b"escaped")
+        assert http_status(e) == 400, key
+    now = datetime.datetime.now(datetime.timezone.utc)
+    # Control: a hand-signed PUT with a percent-encoded but harmless key works.
+    headers = hand_signed_headers(server, "PUT", "/bkt/plain%2Ename", now)
+    headers["content-length"] = "2"
+    status, _, body = request(server, "PUT", "/bkt/plain%2Ename", headers, b"ok")
+    assert status == 200, body
+    assert s3.get_object(Bucket="bkt", Key="plain.name")["Body"].read() == b"ok"
+    s3.delete_object(Bucket="bkt", Key="plain.name")
+    for path in ("/bkt/%2E%2E/%2E%2E/etc/passwd", "/bkt/..%2F..%2Fescaped", "/bkt/a/%2e%2e/%2e%2e/%2e%2e/escaped"):
+        headers = hand_signed_headers(server, "PUT", path, now)
+        headers["content-length"] = "7"
+        status, _, body = request(server, "PUT", path, headers, b"escaped")
+        assert status == 400, (path, body)
+    allowed = [os.path.join(d, sub) + os.sep for d in server.drives for sub in ("bkt", ".basalt.sys")]
+    new = files_under(server.dir) - before - {server.log}
+    outside = [f for f in new if not any(f.startswith(a) for a in allowed)]
+    assert outside == []
+    # Nothing with the payload was stored inside the bucket either.
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="bkt")["Contents"]] == ["keep"]
+    still_serves(server, "bkt", "keep", keep)
+
+
+def test_invalid_bucket_names(stocked):
+    """Creating buckets named "ab", "UPPER" or "bad_name" gets 400
+    InvalidBucketName and creates nothing."""
+    server, s3, keep = stocked
+    for name in ("ab", "UPPER", "bad_name"):
+        with pytest.raises(ClientError) as e:
+            s3.create_bucket(Bucket=name)
+        assert (http_status(e), error_code(e)) == (400, "InvalidBucketName"), name
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["bkt"]
+    for d in server.drives:
+        assert sorted(os.listdir(d)) == [".basalt.sys", "bkt"]
+    still_serves(server, "bkt", "keep", keep)
+
+
+# ---------------------------------------------------------------------------
+# Durability
+
+
+def test_kill_during_upload_keeps_acknowledged_state(own_server):
+    """kill -9 while a 200 MiB overwrite of "k" (20 MiB) and a 200 MiB upload
+    of a new key are in flight; after a restart on the same drives "k" reads
+    back as the acknowledged 20 MiB, the new key does not exist, and the
+    listing shows exactly the acknowledged keys and sizes."""
+    server = own_server[0]
+    s3 = client_for(server.endpoint)
+    s3.create_bucket(Bucket="dur")
+    k = os.urandom(20 * MiB)
+    small = os.urandom(1000)
+    s3.put_object(Bucket="dur", Key="k", Body=k)
+    s3.put_object(Bucket="dur", Key="small", Body=small)
+    uploads = [StreamingPut(server, "/dur/k", 200 * MiB), StreamingPut(server, "/dur/new", 200 * MiB)]
+    for u in uploads:
+        u.start()
+    deadline = time.time() + 60
+    while min(u.sent for u in uploads) < 40 * MiB:
+        assert time.time() < deadline, f"uploads stalled at {[u.sent for u in uploads]} bytes"
+        assert all(u.is_alive() for u in uploads), [u.error for u in uploads]
+        time.sleep(0.05)
+    server.kill()
+    for u in uploads:
+        u.join(timeout=SOCKET_TIMEOUT + 5)
+        assert not u.is_alive()
+        assert u.sent < u.size, "an upload finished before the kill; the test proves nothing"
+    server = restarted(server)
+    own_server.append(server)
+    s3 = client_for(server.endpoint)
+    got = s3.get_object(Bucket="dur", Key="k")
+    assert got["ContentLength"] == len(k)
+    assert got["Body"].read() == k
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket="dur", Key="new")
+    assert http_status(e) == 404
+    listed = {o["Key"]: o["Size"] for o in s3.list_objects_v2(Bucket="dur")["Contents"]}
+    assert listed == {"k": len(k), "small": len(small)}
+    assert s3.list_multipart_uploads(Bucket="dur").get("Uploads", []) == []
+    # And the restarted server takes writes again.
+    s3.put_object(Bucket="dur", Key="new", Body=b"after")
+    assert s3.get_object(Bucket="dur", Key="new")["Body"].read() == b"after"
+
+
+def test_two_drives_lost_while_running(own_server):
+    """With 2 data + 2 parity, deleting two of the four drive directories under
+    a running server loses nothing: objects of 0, 100 KiB, 5 MiB and 20 MiB
+    all download byte for byte."""
+    server = own_server[0]
+    s3 = client_for(server.endpoint)
+    s3.create_bucket(Bucket="lost")
+    objects = {
+        "empty": b"",
+        "small": os.urandom(100 * 1024),
+        "medium": os.urandom(5 * MiB),
+        "dir/large": os.urandom(20 * MiB),
+    }
+    for key, body in objects.items():
+        s3.put_object(Bucket="lost", Key=key, Body=body)
+    for d in server.drives[:2]:
+        shutil.rmtree(d)
+        assert not os.path.exists(d)
+    for key, body in objects.items():
+        got = s3.get_object(Bucket="lost", Key=key)["Body"].read()
+        assert len(got) == len(body), key
+        assert hashlib.sha256(got).digest() == hashlib.sha256(body).digest(), key
+
+
+# ---------------------------------------------------------------------------
+# Shutdown
+
+
+class StalledDownload(threading.Thread):
+    """A signed GET over a raw socket that reads the head and the first MiB,
+    reports `started`, then stops reading until `resume` is set, then drains."""
+
+    def __init__(self, server, path):
+        super().__init__(daemon=True)
+        self.server, self.path = server, path
+        self.started, self.resume = threading.Event(), threading.Event()
+        self.status, self.length, self.body = None, None, b""
+        self.error = None
+
+    def run(self):
+        headers = botocore_signed_headers(self.server, "GET", self.path, {"X-Amz-Content-SHA256": UNSIGNED})
+        data = b""
+        try:
+            with connect(self.server) as sock:
+                sock.sendall(build_request("GET", self.path, headers))
+                while b"\r\n\r\n" not in data or len(data) < MiB:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                self.started.set()
+                self.resume.wait(timeout=30)
+                while True:
+                    chunk = sock.recv(MiB)
+                    if not chunk:
+                        break
+                    data += chunk
+        except OSError as e:
+            self.error = e
+        finally:
+            self.started.set()
+            if b"\r\n\r\n" in data:
+                self.status, headers, self.body = parse_response(data)
+                self.length = int(headers["content-length"])
+
+
+@pytest.mark.parametrize("reader", ["stalled", "draining"])
+def test_sigterm_during_download(own_server, reader):
+    """SIGTERM while a 64 MiB download is in flight: the server exits 0 within
+    15 s, whether the client stalls (the server must cut it after its grace
+    period) or keeps reading. What the client got is a correct prefix of the
+    object (all of it if the download completed)."""
+    server = own_server[0]
+    s3 = client_for(server.endpoint)
+    s3.create_bucket(Bucket="big")
+    body = os.urandom(64 * MiB)
+    s3.put_object(Bucket="big", Key="obj", Body=body)
+    download = StalledDownload(server, "/big/obj")
+    download.start()
+    assert download.started.wait(timeout=30)
+    assert download.error is None, download.error
+    if reader == "draining":
+        download.resume.set()
+    started = time.time()
+    server.proc.send_signal(signal.SIGTERM)
+    try:
+        code = server.proc.wait(timeout=15)
+    except Exception:
+        server.kill()
+        raise AssertionError("the server did not exit within 15 s of SIGTERM")
+    took = time.time() - started
+    download.resume.set()
+    download.join(timeout=SOCKET_TIMEOUT + 5)
+    assert not download.is_alive()
+    assert code == 0, open(server.log).read()[-2000:]
+    assert took < 15
+    assert download.status == 200
+    assert download.length == len(body)
+    assert 0 < len(download.body) <= len(body)
+    assert download.body == body[: len(download.body)]
+    print(f"{reader}: exited 0 after {took:.2f}s, client got {len(download.body)} of {len(body)} bytes")
