@@ -30,13 +30,15 @@ import threading
 import time
 import urllib.parse
 
+import boto3
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
+from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from conftest import ACCESS_KEY, SECRET_KEY, Server, client_for
+from conftest import ACCESS_KEY, SECRET_KEY, Server
 
 REGION = "us-east-1"
 UNSIGNED = "UNSIGNED-PAYLOAD"
@@ -46,6 +48,19 @@ SOCKET_TIMEOUT = 10
 
 # ---------------------------------------------------------------------------
 # Helpers
+
+
+def strict_client(server, **config):
+    """A boto3 client that never retries, so a failed first attempt (a 5xx, a
+    reset) fails the test instead of being hidden by a retry that succeeds."""
+    return boto3.client(
+        "s3",
+        endpoint_url=server.endpoint,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        region_name=REGION,
+        config=Config(s3={"addressing_style": "path"}, retries={"total_max_attempts": 1}, **config),
+    )
 
 
 def error_code(exc):
@@ -184,7 +199,7 @@ def xml_code(body):
 
 def still_serves(server, bucket, key, body):
     """The server answers a fresh client, and an object stored before reads back."""
-    s3 = client_for(server.endpoint)
+    s3 = strict_client(server)
     assert bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == body
 
@@ -260,7 +275,7 @@ def own_server():
 @pytest.fixture
 def stocked(server):
     """The `server` fixture with bucket "bkt" holding "keep" (64 KiB random)."""
-    s3 = client_for(server.endpoint)
+    s3 = strict_client(server)
     s3.create_bucket(Bucket="bkt")
     body = os.urandom(64 * 1024)
     s3.put_object(Bucket="bkt", Key="keep", Body=body)
@@ -351,7 +366,7 @@ def test_expired_presigned_url(stocked):
     """A presigned GET with ExpiresIn=1 works at once and gets 403
     AccessDenied two seconds later."""
     server, _, keep = stocked
-    s3v4 = client_for(server.endpoint, signature_version="s3v4")
+    s3v4 = strict_client(server, signature_version="s3v4")
     url = s3v4.generate_presigned_url("get_object", Params={"Bucket": "bkt", "Key": "keep"}, ExpiresIn=1)
     parts = urllib.parse.urlsplit(url)
     target = f"{parts.path}?{parts.query}"
@@ -437,7 +452,7 @@ def test_kill_during_upload_keeps_acknowledged_state(own_server):
     back as the acknowledged 20 MiB, the new key does not exist, and the
     listing shows exactly the acknowledged keys and sizes."""
     server = own_server[0]
-    s3 = client_for(server.endpoint)
+    s3 = strict_client(server)
     s3.create_bucket(Bucket="dur")
     k = os.urandom(20 * MiB)
     small = os.urandom(1000)
@@ -458,7 +473,7 @@ def test_kill_during_upload_keeps_acknowledged_state(own_server):
         assert u.sent < u.size, "an upload finished before the kill; the test proves nothing"
     server = restarted(server)
     own_server.append(server)
-    s3 = client_for(server.endpoint)
+    s3 = strict_client(server)
     got = s3.get_object(Bucket="dur", Key="k")
     assert got["ContentLength"] == len(k)
     assert got["Body"].read() == k
@@ -468,6 +483,11 @@ def test_kill_during_upload_keeps_acknowledged_state(own_server):
     listed = {o["Key"]: o["Size"] for o in s3.list_objects_v2(Bucket="dur")["Contents"]}
     assert listed == {"k": len(k), "small": len(small)}
     assert s3.list_multipart_uploads(Bucket="dur").get("Uploads", []) == []
+    # The interrupted uploads leave no space behind: with 2 data + 2 parity the
+    # drives hold about twice what was acknowledged (the uploads had sent about
+    # 2 x 40 MiB, which would be 160 MiB more on the drives).
+    on_drives = sum(os.path.getsize(f) for d in server.drives for f in files_under(d))
+    assert on_drives < 2.5 * (len(k) + len(small)), f"{on_drives} bytes on the drives"
     # And the restarted server takes writes again.
     s3.put_object(Bucket="dur", Key="new", Body=b"after")
     assert s3.get_object(Bucket="dur", Key="new")["Body"].read() == b"after"
@@ -478,7 +498,7 @@ def test_two_drives_lost_while_running(own_server):
     a running server loses nothing: objects of 0, 100 KiB, 5 MiB and 20 MiB
     all download byte for byte."""
     server = own_server[0]
-    s3 = client_for(server.endpoint)
+    s3 = strict_client(server)
     s3.create_bucket(Bucket="lost")
     objects = {
         "empty": b"",
@@ -491,6 +511,9 @@ def test_two_drives_lost_while_running(own_server):
     for d in server.drives[:2]:
         shutil.rmtree(d)
         assert not os.path.exists(d)
+    s3 = strict_client(server)
+    listed = {o["Key"]: o["Size"] for o in s3.list_objects_v2(Bucket="lost")["Contents"]}
+    assert listed == {key: len(body) for key, body in objects.items()}
     for key, body in objects.items():
         got = s3.get_object(Bucket="lost", Key=key)["Body"].read()
         assert len(got) == len(body), key
@@ -546,7 +569,7 @@ def test_sigterm_during_download(own_server, reader):
     period) or keeps reading. What the client got is a correct prefix of the
     object (all of it if the download completed)."""
     server = own_server[0]
-    s3 = client_for(server.endpoint)
+    s3 = strict_client(server)
     s3.create_bucket(Bucket="big")
     body = os.urandom(64 * MiB)
     s3.put_object(Bucket="big", Key="obj", Body=body)
