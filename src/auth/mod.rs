@@ -4,6 +4,7 @@
 //! `hmac::verify`).
 
 pub mod chunked;
+pub mod sigv2;
 pub mod sigv4;
 
 /// Access key length S3 tools accept (MinIO's rule).

@@ -16,6 +16,7 @@ use std::rc::Rc;
 pub use body::RequestBody;
 
 use crate::auth::Credentials;
+use crate::auth::sigv2;
 use crate::auth::sigv4::{self, Payload};
 use crate::error::Error;
 use crate::http::body::HttpBody;
@@ -132,7 +133,9 @@ fn authenticate(req: &Request, query: &[(String, String)], creds: &Credentials) 
             return sigv4::verify_header(req, creds, now);
         }
         if auth.starts_with("AWS ") {
-            return Err(Error::NotImplemented("AWS Signature Version 2".into()));
+            // V2 signs no payload hash; Content-MD5, when sent, still guards the body.
+            sigv2::verify_header(req, query, creds, now)?;
+            return Ok(Payload::Unsigned);
         }
         return Err(Error::AuthorizationMalformed("unsupported authorization type".into()));
     }
@@ -140,7 +143,8 @@ fn authenticate(req: &Request, query: &[(String, String)], creds: &Credentials) 
         return sigv4::verify_presigned(req, query, creds, now);
     }
     if query.iter().any(|(n, _)| n == "Signature") {
-        return Err(Error::NotImplemented("AWS Signature Version 2".into()));
+        sigv2::verify_presigned(req, query, creds, now)?;
+        return Ok(Payload::Unsigned);
     }
     Err(Error::AccessDenied("anonymous requests are not allowed".into()))
 }

@@ -261,3 +261,26 @@ def test_aws_chunked_trailer_checksum(s3, server):
     assert status == 400 and b"BadDigest" in text
     with pytest.raises(ClientError):
         s3.head_object(Bucket="bkt", Key="trailed-bad")
+
+
+def test_signature_v2(server):
+    """s3-benchmark and older presigners sign with AWS Signature Version 2."""
+    v2 = client_for(server.endpoint, signature_version="s3")
+    v2.create_bucket(Bucket="old")
+    body = os.urandom(70_000)
+    v2.put_object(Bucket="old", Key="dir/k v2", Body=body, ContentType="text/x-v2")
+    assert v2.get_object(Bucket="old", Key="dir/k v2")["Body"].read() == body
+    assert [o["Key"] for o in v2.list_objects(Bucket="old")["Contents"]] == ["dir/k v2"]
+    url = v2.generate_presigned_url("get_object", Params={"Bucket": "old", "Key": "dir/k v2"}, ExpiresIn=60)
+    assert "Signature=" in url and "AWSAccessKeyId=" in url
+    with urllib.request.urlopen(url) as r:
+        assert r.read() == body
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(url.replace("Expires=", "Expires=1"))
+    assert e.value.code == 403
+    v2.delete_object(Bucket="old", Key="dir/k v2")
+    bad = client_for(server.endpoint, signature_version="s3")
+    bad._request_signer._credentials.secret_key = "wrong-secret"
+    with pytest.raises(ClientError) as e:
+        bad.list_buckets()
+    assert code(e) == "SignatureDoesNotMatch"
