@@ -29,6 +29,9 @@ enum Command {
         /// Region reported to clients (GetBucketLocation) and accepted in signatures.
         #[arg(long, default_value = "us-east-1")]
         region: String,
+        /// Domain for virtual-host style requests (bucket.DOMAIN); path style always works.
+        #[arg(long)]
+        domain: Option<String>,
         /// Drive directories, e.g. /mnt/disk{1...4}.
         #[arg(required = true)]
         drives: Vec<String>,
@@ -60,13 +63,14 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Server { address, cores, parity, region, drives } => (|| {
+        Command::Server { address, cores, parity, region, domain, drives } => (|| {
             let opts = basalt::server::ServerOptions {
                 address: parse_address(&address)?,
                 cores,
                 parity,
                 drives: expand(&drives)?,
                 region,
+                domain: domain.map(|d| d.trim_start_matches('.').to_ascii_lowercase()),
             };
             if opts.cores == Some(0) {
                 return Err("--cores must be at least 1".to_string());

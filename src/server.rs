@@ -24,6 +24,7 @@ pub struct ServerOptions {
     pub parity: Option<usize>,
     pub drives: Vec<PathBuf>,
     pub region: String,
+    pub domain: Option<String>,
 }
 
 /// Runs until SIGINT or SIGTERM. Errors are messages for the person at the terminal.
@@ -35,7 +36,7 @@ pub fn run(opts: ServerOptions) -> Result<(), String> {
     let fresh_start = Instant::now();
     let rt = Runtime::start(RuntimeConfig { cores: opts.cores, drives: opts.drives.clone(), parity: opts.parity })
         .map_err(|e| e.to_string())?;
-    let fe = Frontend { credentials: credentials.clone(), region: opts.region.clone() };
+    let fe = Frontend { credentials: credentials.clone(), region: opts.region.clone(), domain: opts.domain.clone() };
     let fe = std::sync::Arc::new(fe);
     let mut stops = Vec::new();
     let mut loops = Vec::new();
@@ -53,7 +54,11 @@ pub fn run(opts: ServerOptions) -> Result<(), String> {
                 }
             };
             let _ = bound.send(Ok(()));
-            let fe = Rc::new(Frontend { credentials: fe.credentials.clone(), region: fe.region.clone() });
+            let fe = Rc::new(Frontend {
+                credentials: fe.credentials.clone(),
+                region: fe.region.clone(),
+                domain: fe.domain.clone(),
+            });
             let stopping = Rc::new(Cell::new(false));
             let busy = accept_loop_until(listener, ctx, fe, stopping.clone(), stop_rx).await;
             // Let requests in flight finish, within the grace period.

@@ -42,8 +42,9 @@ const SIGNED_SUBRESOURCES: [&str; 26] = [
     "select",
 ];
 
-/// The string to sign; `date` is the Date header, or Expires for presigned URLs.
-pub fn string_to_sign(req: &Request, query: &[(String, String)], date: &str) -> String {
+/// The string to sign; `date` is the Date header, or Expires for presigned URLs;
+/// `vhost_bucket` is the bucket a virtual-host request named in its Host header.
+pub fn string_to_sign(req: &Request, query: &[(String, String)], date: &str, vhost_bucket: Option<&str>) -> String {
     let header = |n: &str| req.header(n).unwrap_or_default();
     let mut amz: Vec<(String, String)> = Vec::new();
     for (name, value) in &req.headers {
@@ -63,10 +64,19 @@ pub fn string_to_sign(req: &Request, query: &[(String, String)], date: &str) -> 
     for (n, v) in amz {
         out.push_str(&format!("{n}:{v}\n"));
     }
-    out.push_str(&req.raw_path);
-    // A request for a bucket itself is signed as "/bucket/".
-    if req.raw_path.len() > 1 && !req.raw_path[1..].contains('/') {
-        out.push('/');
+    match vhost_bucket {
+        Some(b) => {
+            out.push('/');
+            out.push_str(b);
+            out.push_str(&req.raw_path);
+        }
+        None => {
+            out.push_str(&req.raw_path);
+            // A request for a bucket itself is signed as "/bucket/".
+            if req.raw_path.len() > 1 && !req.raw_path[1..].contains('/') {
+                out.push('/');
+            }
+        }
     }
     let mut subs: Vec<&(String, String)> =
         query.iter().filter(|(n, _)| SIGNED_SUBRESOURCES.contains(&n.as_str())).collect();
@@ -94,7 +104,13 @@ pub fn sign(secret: &str, sts: &str) -> String {
 }
 
 /// Verifies `Authorization: AWS <access key>:<signature>`.
-pub fn verify_header(req: &Request, query: &[(String, String)], creds: &Credentials, now: i64) -> Result<(), Error> {
+pub fn verify_header(
+    req: &Request,
+    query: &[(String, String)],
+    creds: &Credentials,
+    now: i64,
+    vhost_bucket: Option<&str>,
+) -> Result<(), Error> {
     let auth = req.header("authorization").unwrap_or_default();
     let (key, signature) = auth
         .strip_prefix("AWS ")
@@ -113,14 +129,20 @@ pub fn verify_header(req: &Request, query: &[(String, String)], creds: &Credenti
     }
     // With x-amz-date, the Date line is empty and x-amz-date is signed among the amz headers.
     let date_line = if req.header("x-amz-date").is_some() { "" } else { req.header("date").unwrap_or_default() };
-    if !verify(&creds.secret_key, &string_to_sign(req, query, date_line), signature) {
+    if !verify(&creds.secret_key, &string_to_sign(req, query, date_line, vhost_bucket), signature) {
         return Err(Error::SignatureDoesNotMatch);
     }
     Ok(())
 }
 
 /// Verifies a presigned V2 URL.
-pub fn verify_presigned(req: &Request, query: &[(String, String)], creds: &Credentials, now: i64) -> Result<(), Error> {
+pub fn verify_presigned(
+    req: &Request,
+    query: &[(String, String)],
+    creds: &Credentials,
+    now: i64,
+    vhost_bucket: Option<&str>,
+) -> Result<(), Error> {
     let get = |name: &str| query.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
     let (Some(key), Some(expires), Some(signature)) = (get("AWSAccessKeyId"), get("Expires"), get("Signature")) else {
         return Err(Error::AuthorizationMalformed(
@@ -135,7 +157,7 @@ pub fn verify_presigned(req: &Request, query: &[(String, String)], creds: &Crede
     if now > expires_at {
         return Err(Error::AccessDenied("Request has expired".into()));
     }
-    if !verify(&creds.secret_key, &string_to_sign(req, query, expires), signature) {
+    if !verify(&creds.secret_key, &string_to_sign(req, query, expires, vhost_bucket), signature) {
         return Err(Error::SignatureDoesNotMatch);
     }
     Ok(())
@@ -164,23 +186,23 @@ mod tests {
                    Date: Tue, 27 Mar 2007 19:36:42 +0000\r\n\
                    Authorization: AWS AKIAIOSFODNN7EXAMPLE:qgk2+6Sv9/oM7G3qLEjTH1a1l1g=\r\n\r\n";
         let req = request(raw);
-        let sts = string_to_sign(&req, &[], "Tue, 27 Mar 2007 19:36:42 +0000");
+        let sts = string_to_sign(&req, &[], "Tue, 27 Mar 2007 19:36:42 +0000", None);
         assert_eq!(sts, "GET\n\n\nTue, 27 Mar 2007 19:36:42 +0000\n/awsexamplebucket1/photos/puppy.jpg");
         assert_eq!(sign(&creds.secret_key, &sts), "qgk2+6Sv9/oM7G3qLEjTH1a1l1g=");
         // Presigned: the signature is over Expires in place of the date.
         let target = "/bucket/key?AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Expires=2000000000&Signature=";
         let unsigned = request(&format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n"));
         let q = parse_query(&unsigned.raw_query).unwrap();
-        let sig = sign(&creds.secret_key, &string_to_sign(&unsigned, &q, "2000000000"));
+        let sig = sign(&creds.secret_key, &string_to_sign(&unsigned, &q, "2000000000", None));
         let encoded: String = sig
             .bytes()
             .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
             .collect();
         let signed = request(&format!("GET {target}{encoded} HTTP/1.1\r\nHost: x\r\n\r\n"));
         let q = parse_query(&signed.raw_query).unwrap();
-        verify_presigned(&signed, &q, &creds, 1_900_000_000).unwrap();
+        verify_presigned(&signed, &q, &creds, 1_900_000_000, None).unwrap();
         assert_eq!(
-            verify_presigned(&signed, &q, &creds, 2_000_000_001),
+            verify_presigned(&signed, &q, &creds, 2_000_000_001, None),
             Err(Error::AccessDenied("Request has expired".into()))
         );
     }

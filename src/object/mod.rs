@@ -73,7 +73,8 @@ pub struct ObjectInfo {
     pub headers: BTreeMap<String, String>,
     pub user_meta: BTreeMap<String, String>,
     pub checksums: BTreeMap<String, String>,
-    pub parts: usize,
+    /// Sizes of the object's parts, in order (one for a single PUT).
+    pub part_sizes: Vec<u64>,
 }
 
 impl ObjectInfo {
@@ -88,7 +89,7 @@ impl ObjectInfo {
             headers: m.headers.clone(),
             user_meta: m.user_meta.clone(),
             checksums: m.checksums.clone(),
-            parts: m.parts.len(),
+            part_sizes: m.parts.iter().map(|p| p.size).collect(),
         }
     }
 }

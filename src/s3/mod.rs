@@ -34,6 +34,18 @@ const DRAIN_MAX_BYTES: u64 = 256 << 10;
 pub struct Frontend {
     pub credentials: Credentials,
     pub region: String,
+    /// With a domain, `bucket.<domain>` hosts address buckets (virtual-host style).
+    pub domain: Option<String>,
+}
+
+/// The bucket named by the Host header in virtual-host style, if any.
+fn host_bucket(req: &Request, domain: Option<&str>) -> Option<String> {
+    let domain = domain?;
+    let host = req.header("host")?;
+    let host =
+        host.rsplit_once(':').map_or(host, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { host });
+    let bucket = host.strip_suffix(domain)?.strip_suffix('.')?;
+    (!bucket.is_empty()).then(|| bucket.to_ascii_lowercase())
 }
 
 /// A decoded request target.
@@ -78,10 +90,14 @@ pub async fn serve(
             return Ok((r, None));
         }
         let query = parse_query(&req.raw_query)?;
-        let payload = authenticate(req, &query, &fe.credentials)?;
-        let (bucket, key) = match path.trim_start_matches('/').split_once('/') {
-            Some((b, k)) => (b.to_string(), k.to_string()),
-            None => (path.trim_start_matches('/').to_string(), String::new()),
+        let vhost = host_bucket(req, fe.domain.as_deref());
+        let payload = authenticate(req, &query, &fe.credentials, vhost.as_deref())?;
+        let (bucket, key) = match vhost {
+            Some(b) => (b, path.trim_start_matches('/').to_string()),
+            None => match path.trim_start_matches('/').split_once('/') {
+                Some((b, k)) => (b.to_string(), k.to_string()),
+                None => (path.trim_start_matches('/').to_string(), String::new()),
+            },
         };
         let target = Target { bucket, key, query };
         resource = target.resource();
@@ -126,7 +142,12 @@ async fn health(ctx: &Rc<CoreCtx>, req: &Request, path: &str) -> Option<Response
 }
 
 /// Checks the request's signature; anonymous requests are refused.
-fn authenticate(req: &Request, query: &[(String, String)], creds: &Credentials) -> Result<Payload, Error> {
+fn authenticate(
+    req: &Request,
+    query: &[(String, String)],
+    creds: &Credentials,
+    vhost_bucket: Option<&str>,
+) -> Result<Payload, Error> {
     let now = date::now_secs();
     if let Some(auth) = req.header("authorization") {
         if auth.starts_with(sigv4::ALGORITHM) {
@@ -134,7 +155,7 @@ fn authenticate(req: &Request, query: &[(String, String)], creds: &Credentials) 
         }
         if auth.starts_with("AWS ") {
             // V2 signs no payload hash; Content-MD5, when sent, still guards the body.
-            sigv2::verify_header(req, query, creds, now)?;
+            sigv2::verify_header(req, query, creds, now, vhost_bucket)?;
             return Ok(Payload::Unsigned);
         }
         return Err(Error::AuthorizationMalformed("unsupported authorization type".into()));
@@ -143,7 +164,7 @@ fn authenticate(req: &Request, query: &[(String, String)], creds: &Credentials) 
         return sigv4::verify_presigned(req, query, creds, now);
     }
     if query.iter().any(|(n, _)| n == "Signature") {
-        sigv2::verify_presigned(req, query, creds, now)?;
+        sigv2::verify_presigned(req, query, creds, now, vhost_bucket)?;
         return Ok(Payload::Unsigned);
     }
     Err(Error::AccessDenied("anonymous requests are not allowed".into()))

@@ -2,14 +2,16 @@
 //! CompleteMultipartUpload, AbortMultipartUpload, ListParts, ListMultipartUploads.
 
 use super::checksum::{ChecksumBody, Expected};
-use super::object::{declared_length, put_options};
+use std::rc::Rc;
+
+use super::object::{copy_source, declared_length, put_options};
 use super::xml::{self, XmlWriter};
 use super::{RequestBody, Target, quoted, xml_response};
 use crate::error::Error;
 use crate::http::date;
 use crate::http::head::Request;
 use crate::http::response::Response;
-use crate::object::{CompletePart, ObjectLayer};
+use crate::object::{CompletePart, ObjectLayer, Range};
 
 fn upload_id(t: &Target) -> Result<&str, Error> {
     t.q("uploadId").ok_or_else(|| Error::InvalidArgument("uploadId is required".into()))
@@ -24,19 +26,19 @@ pub async fn create(objects: &ObjectLayer, req: &Request, t: &Target) -> Result<
 }
 
 pub async fn upload_part(
-    objects: &ObjectLayer,
+    objects: &Rc<ObjectLayer>,
     req: &Request,
     t: &Target,
     body: &mut RequestBody<'_>,
 ) -> Result<Response, Error> {
-    if req.header("x-amz-copy-source").is_some() {
-        return Err(Error::NotImplemented("UploadPartCopy".into()));
-    }
     let id = upload_id(t)?;
     let number: u32 = t
         .q("partNumber")
         .and_then(|n| n.parse().ok())
         .ok_or_else(|| Error::InvalidArgument("partNumber must be a number from 1 to 10000".into()))?;
+    if req.header("x-amz-copy-source").is_some() {
+        return upload_part_copy(objects, req, t, id, number).await;
+    }
     let opts = put_options(req)?;
     let size = declared_length(req)?;
     let mut body = ChecksumBody::new(body, Expected::from_request(req)?);
@@ -44,6 +46,44 @@ pub async fn upload_part(
     let mut r = Response::new(200);
     r.header("etag", quoted(&etag));
     Ok(r)
+}
+
+/// UploadPartCopy: a part made of (a range of) an existing object, streamed
+/// through without a client round trip.
+async fn upload_part_copy(
+    objects: &Rc<ObjectLayer>,
+    req: &Request,
+    t: &Target,
+    id: &str,
+    number: u32,
+) -> Result<Response, Error> {
+    let (src_bucket, src_key) = copy_source(req)?;
+    let range = match req.header("x-amz-copy-source-range") {
+        None => None,
+        Some(v) => {
+            let spec = v.trim().strip_prefix("bytes=").ok_or_else(|| bad_copy_range(v))?;
+            let (a, b) = spec.split_once('-').ok_or_else(|| bad_copy_range(v))?;
+            let start: u64 = a.trim().parse().map_err(|_| bad_copy_range(v))?;
+            let end: u64 = b.trim().parse().map_err(|_| bad_copy_range(v))?;
+            Some(Range::From { start, end: Some(end) })
+        }
+    };
+    let mut reader = objects.get_object(&src_bucket, &src_key, range).await?;
+    if let (Some(Range::From { start, end: Some(end) }), size) = (range, reader.info().size)
+        && (end < start || end >= size)
+    {
+        return Err(Error::InvalidRange { size });
+    }
+    let size = reader.remaining();
+    let modified = reader.info().mod_time_ns;
+    let etag = objects.put_object_part(&t.bucket, &t.key, id, number, &mut reader, Some(size), None).await?;
+    let mut w = XmlWriter::new("CopyPartResult");
+    w.elem("LastModified", &date::iso8601(modified)).elem("ETag", &quoted(&etag));
+    Ok(xml_response(w.finish()))
+}
+
+fn bad_copy_range(v: &str) -> Error {
+    Error::InvalidArgument(format!("x-amz-copy-source-range {v:?} is not bytes=first-last"))
 }
 
 pub async fn complete(objects: &ObjectLayer, t: &Target, body: &mut RequestBody<'_>) -> Result<Response, Error> {

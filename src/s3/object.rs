@@ -141,8 +141,8 @@ fn object_headers(r: &mut Response, info: &ObjectInfo) {
     for (k, v) in &info.user_meta {
         r.header(&format!("x-amz-meta-{k}"), v.clone());
     }
-    if info.parts > 1 {
-        r.header("x-amz-mp-parts-count", info.parts.to_string());
+    if info.part_sizes.len() > 1 {
+        r.header("x-amz-mp-parts-count", info.part_sizes.len().to_string());
     }
 }
 
@@ -159,13 +159,26 @@ fn checksum_headers(r: &mut Response, req: &Request, info: &ObjectInfo) {
 }
 
 pub async fn get(objects: &Rc<ObjectLayer>, req: &Request, t: &Target, head_only: bool) -> Result<Response, Error> {
-    if t.has("partNumber") {
-        return Err(Error::NotImplemented("GetObject with partNumber".into()));
-    }
-    let range = match req.header("range") {
+    let mut range = match req.header("range") {
         Some(v) => parse_range(v)?,
         None => None,
     };
+    if let Some(n) = t.q("partNumber") {
+        // One part of a multipart object, as the parallel downloaders ask.
+        let n: usize = n.parse().map_err(|_| Error::InvalidArgument("partNumber must be a number".into()))?;
+        if range.is_some() {
+            return Err(Error::InvalidRequest("Range and partNumber cannot both be given".into()));
+        }
+        let info = objects.head_object(&t.bucket, &t.key).await?;
+        if n == 0 || n > info.part_sizes.len() {
+            return Err(Error::InvalidPart(n as u32));
+        }
+        let start: u64 = info.part_sizes[..n - 1].iter().sum();
+        let size = info.part_sizes[n - 1];
+        if size > 0 {
+            range = Some(Range::From { start, end: Some(start + size - 1) });
+        }
+    }
     let reader = match objects.get_object(&t.bucket, &t.key, range).await {
         Err(Error::InvalidRange { size }) if size == 0 && matches!(range, Some(Range::From { start: 0, .. })) => {
             // A range on an empty object: S3 returns the (empty) object.

@@ -26,7 +26,8 @@ def free_port():
 
 
 class Server:
-    def __init__(self, drives=4, cores=2):
+    def __init__(self, drives=4, cores=2, extra_args=()):
+        self.extra_args = list(extra_args)
         self.dir = tempfile.mkdtemp(prefix="basalt-test-")
         self.drives = [os.path.join(self.dir, f"d{i}") for i in range(1, drives + 1)]
         self.cores = cores
@@ -37,7 +38,8 @@ class Server:
 
     def start(self):
         env = dict(os.environ, BASALT_ROOT_USER=ACCESS_KEY, BASALT_ROOT_PASSWORD=SECRET_KEY)
-        args = [BINARY, "server", "--address", f"127.0.0.1:{self.port}", "--cores", str(self.cores), *self.drives]
+        args = [BINARY, "server", "--address", f"127.0.0.1:{self.port}", "--cores", str(self.cores)]
+        args += [*self.extra_args, *self.drives]
         self.proc = subprocess.Popen(args, env=env, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
         deadline = time.time() + 20
         while time.time() < deadline:

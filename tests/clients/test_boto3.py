@@ -284,3 +284,68 @@ def test_signature_v2(server):
     with pytest.raises(ClientError) as e:
         bad.list_buckets()
     assert code(e) == "SignatureDoesNotMatch"
+
+
+def test_part_copy_and_part_number_get(s3):
+    s3.create_bucket(Bucket="bkt")
+    src = os.urandom(12 * 1024 * 1024)
+    s3.put_object(Bucket="bkt", Key="src", Body=src)
+    up = s3.create_multipart_upload(Bucket="bkt", Key="assembled")["UploadId"]
+    p1 = s3.upload_part_copy(
+        Bucket="bkt", Key="assembled", UploadId=up, PartNumber=1, CopySource="bkt/src", CopySourceRange="bytes=0-5242879"
+    )
+    p2 = s3.upload_part_copy(
+        Bucket="bkt", Key="assembled", UploadId=up, PartNumber=2, CopySource={"Bucket": "bkt", "Key": "src"}
+    )
+    parts = [
+        {"PartNumber": 1, "ETag": p1["CopyPartResult"]["ETag"]},
+        {"PartNumber": 2, "ETag": p2["CopyPartResult"]["ETag"]},
+    ]
+    s3.complete_multipart_upload(Bucket="bkt", Key="assembled", UploadId=up, MultipartUpload={"Parts": parts})
+    whole = src[:5242880] + src
+    assert s3.get_object(Bucket="bkt", Key="assembled")["Body"].read() == whole
+    part2 = s3.get_object(Bucket="bkt", Key="assembled", PartNumber=2)
+    assert part2["PartsCount"] == 2
+    assert part2["Body"].read() == src
+    with pytest.raises(ClientError) as e:
+        s3.upload_part_copy(
+            Bucket="bkt", Key="assembled", UploadId="00000000-0000-0000-0000-000000000000", PartNumber=1, CopySource="bkt/src"
+        )
+    assert code(e) == "NoSuchUpload"
+
+
+def test_virtual_host_style():
+    """With --domain, bucket.DOMAIN hosts address buckets; path style still works."""
+    import http.client
+
+    import botocore.auth
+    import botocore.awsrequest
+    import botocore.credentials
+
+    from conftest import ACCESS_KEY, SECRET_KEY, Server
+
+    server = Server(extra_args=["--domain", "s3.example.test"]).start()
+    try:
+        creds = botocore.credentials.Credentials(ACCESS_KEY, SECRET_KEY)
+
+        def send(method, host, path, body=b""):
+            url = f"http://{host}:{server.port}{path}"
+            req = botocore.awsrequest.AWSRequest(method=method, url=url, data=body)
+            botocore.auth.S3SigV4Auth(creds, "s3", "us-east-1").add_auth(req)
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+            headers = dict(req.prepare().headers)
+            headers["Host"] = f"{host}:{server.port}"
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            conn.close()
+            return resp.status, data
+
+        assert send("PUT", "vbucket.s3.example.test", "/")[0] == 200
+        assert send("PUT", "vbucket.s3.example.test", "/dir/key.txt", b"virtual")[0] == 200
+        assert send("GET", "vbucket.s3.example.test", "/dir/key.txt") == (200, b"virtual")
+        assert send("GET", "s3.example.test", "/vbucket/dir/key.txt") == (200, b"virtual")
+        status, listing = send("GET", "vbucket.s3.example.test", "/?list-type=2")
+        assert status == 200 and b"<Key>dir/key.txt</Key>" in listing
+    finally:
+        server.stop()
