@@ -109,6 +109,14 @@ async fn serve_connection(
         let expect_continue = req.header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
         let body = HttpBody::new(&mut conn, framing, expect_continue);
         let (resp, reusable) = s3::serve(&ctx, &fe, &req, body, &request_id).await;
+        tracing::debug!(
+            request_id,
+            method = req.method,
+            path = req.raw_path,
+            payload = req.header("x-amz-content-sha256").unwrap_or("-"),
+            status = resp.status,
+            "request"
+        );
         let close = !reusable || req.wants_close() || stop.get();
         if response::write(&mut conn, resp, &request_id, head_only, close).await.is_err() || close {
             return;

@@ -6,16 +6,20 @@ and shutdown.
   presigned URL, a request dated 20 minutes off, keys that try to leave the
   bucket and invalid bucket names. After each one the server must still serve
   (buckets list, an object stored before reads back byte for byte).
+* Ambiguous body framing (two Content-Lengths, Content-Length with chunked,
+  "+" signs): a request hidden behind such a body must never be answered.
 * Durability on 4 drives (2 data + 2 parity): kill -9 while uploads of an
   existing and of a new key are in flight, restart on the same drives, and
   only acknowledged objects, with their acknowledged contents, are there;
   delete two of the four drive directories under a running server and every
   object still downloads intact.
-* SIGTERM while a large download is in flight: the server exits 0 within the
-  15 s the shutdown grace period allows.
+* SIGTERM while a large download or stalled uploads are in flight: the server
+  exits 0 within the 15 s the shutdown grace period allows, and a cut upload
+  stores nothing.
 
-Every socket has a 10 s timeout and every wait has a deadline, so a hung
-server fails a test instead of hanging it.
+Clients never retry, so a first attempt that fails is a failure. Every socket
+has a 10 s timeout and every wait has a deadline, so a hung server fails a
+test instead of hanging it.
 """
 
 import copy
@@ -703,3 +707,45 @@ def test_sigterm_during_download(own_server, reader):
     assert 0 < len(download.body) <= len(body)
     assert download.body == body[: len(download.body)]
     print(f"{reader}: exited 0 after {took:.2f}s, client got {len(download.body)} of {len(body)} bytes")
+
+
+def test_sigterm_during_stalled_upload(own_server):
+    """SIGTERM while two signed PUTs (an overwrite of "k" and a new key) have
+    sent 1,000 of 1,000,000 bytes and stalled: the server exits 0 within 15 s,
+    and after a restart "k" still holds its previous contents and the new key
+    does not exist."""
+    server = own_server[0]
+    s3 = strict_client(server)
+    s3.create_bucket(Bucket="upl")
+    old = os.urandom(MiB)
+    s3.put_object(Bucket="upl", Key="k", Body=old)
+    stalled = []
+    try:
+        for key in ("k", "new"):
+            headers = botocore_signed_headers(
+                server, "PUT", f"/upl/{key}", {"Content-Length": "1000000", "X-Amz-Content-SHA256": UNSIGNED}
+            )
+            sock = connect(server)
+            stalled.append(sock)
+            sock.sendall(build_request("PUT", f"/upl/{key}", headers, os.urandom(1000)))
+        time.sleep(0.5)  # let the server start on both bodies
+        started = time.time()
+        server.proc.send_signal(signal.SIGTERM)
+        try:
+            code = server.proc.wait(timeout=15)
+        except Exception:
+            server.kill()
+            raise AssertionError("the server did not exit within 15 s of SIGTERM")
+        assert code == 0, open(server.log).read()[-2000:]
+        assert time.time() - started < 15
+    finally:
+        for sock in stalled:
+            sock.close()
+    server = restarted(server)
+    own_server.append(server)
+    s3 = strict_client(server)
+    assert s3.get_object(Bucket="upl", Key="k")["Body"].read() == old
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket="upl", Key="new")
+    assert http_status(e) == 404
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="upl")["Contents"]] == ["k"]
