@@ -89,6 +89,8 @@ pub enum Error {
     NotModified,
     #[error("a body needs Content-Length or chunked transfer encoding")]
     MissingContentLength,
+    #[error("the POST form is not valid: {0}")]
+    MalformedPost(String),
 }
 
 impl Error {
@@ -135,6 +137,7 @@ impl Error {
             Error::PreconditionFailed => "PreconditionFailed",
             Error::NotModified => "NotModified",
             Error::MissingContentLength => "MissingContentLength",
+            Error::MalformedPost(_) => "MalformedPOSTRequest",
         }
     }
 
@@ -161,7 +164,8 @@ impl Error {
             | Error::ContentSha256Mismatch
             | Error::BadChecksum(_)
             | Error::InvalidDigest
-            | Error::MalformedXml => 400,
+            | Error::MalformedXml
+            | Error::MalformedPost(_) => 400,
             Error::SignatureDoesNotMatch
             | Error::InvalidAccessKeyId
             | Error::AccessDenied(_)

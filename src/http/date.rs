@@ -83,6 +83,19 @@ pub fn parse_rfc1123(s: &str) -> Option<i64> {
     Some(days_from_civil(y, mo, d) * 86_400 + t[0] * 3600 + t[1] * 60 + t[2])
 }
 
+/// `2013-05-24T00:00:00.000Z` (milliseconds optional) to Unix seconds.
+pub fn parse_iso8601(s: &str) -> Option<i64> {
+    let s = s.trim().strip_suffix('Z')?;
+    let (day, time) = s.split_once('T')?;
+    let d: Vec<i64> = day.split('-').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let time = time.split('.').next()?;
+    let t: Vec<i64> = time.split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    if d.len() != 3 || t.len() != 3 || !(1..=12).contains(&d[1]) || !(1..=31).contains(&d[2]) {
+        return None;
+    }
+    Some(days_from_civil(d[0], d[1] as u32, d[2] as u32) * 86_400 + t[0] * 3600 + t[1] * 60 + t[2])
+}
+
 pub fn now_secs() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
@@ -102,5 +115,8 @@ mod tests {
             assert_eq!(parse_rfc1123(&rfc1123(secs)), Some(secs));
         }
         assert_eq!(parse_amz("2013-05-24"), None);
+        assert_eq!(parse_iso8601("2013-05-24T00:00:00.123Z"), Some(1369353600));
+        assert_eq!(parse_iso8601("2013-05-24T00:00:10Z"), Some(1369353610));
+        assert_eq!(parse_iso8601("2013-05-24"), None);
     }
 }

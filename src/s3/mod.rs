@@ -8,6 +8,7 @@ mod body;
 mod checksum;
 mod multipart;
 mod object;
+mod post;
 mod service;
 pub mod xml;
 
@@ -91,7 +92,11 @@ pub async fn serve(
         }
         let query = parse_query(&req.raw_query)?;
         let vhost = host_bucket(req, fe.domain.as_deref());
-        let payload = authenticate(req, &query, &fe.credentials, vhost.as_deref())?;
+        // A browser form upload carries its authorisation (a signed policy) in
+        // the form; post::post_object checks it before storing anything.
+        let form_post = post::is_form_post(req);
+        let payload =
+            if form_post { Payload::Unsigned } else { authenticate(req, &query, &fe.credentials, vhost.as_deref())? };
         let (bucket, key) = match vhost {
             Some(b) => (b, path.trim_start_matches('/').to_string()),
             None => match path.trim_start_matches('/').split_once('/') {
@@ -101,6 +106,9 @@ pub async fn serve(
         };
         let target = Target { bucket, key, query };
         resource = target.resource();
+        if form_post && (target.bucket.is_empty() || !target.key.is_empty() || !target.query.is_empty()) {
+            return Err(Error::AccessDenied("form uploads go to a bucket, with no sub-resource".into()));
+        }
         Ok::<_, Error>((Response::new(0), Some((target, payload))))
     }
     .await;
@@ -200,6 +208,7 @@ async fn route(
             "DELETE" if unsupported(t) => Err(Error::NotImplemented(subresource(t))),
             "DELETE" => service::delete_bucket(objects, t).await,
             "POST" if t.has("delete") => object::delete_many(objects, t, body).await,
+            "POST" if post::is_form_post(req) => post::post_object(objects, &fe.credentials, req, t, body).await,
             _ => Err(Error::MethodNotAllowed),
         };
     }

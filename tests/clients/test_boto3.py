@@ -349,3 +349,49 @@ def test_virtual_host_style():
         assert status == 200 and b"<Key>dir/key.txt</Key>" in listing
     finally:
         server.stop()
+
+
+def _post_form(url, fields, filename, data):
+    import urllib3
+
+    body, content_type = urllib3.encode_multipart_formdata(list(fields.items()) + [("file", (filename, data))])
+    http = urllib3.PoolManager()
+    return http.request("POST", url, body=body, headers={"Content-Type": content_type}, retries=False)
+
+
+def test_post_object_form_upload(server):
+    """A browser form upload with a signed policy (boto3's generate_presigned_post)."""
+    s3 = client_for(server.endpoint, signature_version="s3v4")
+    s3.create_bucket(Bucket="forms")
+    data = os.urandom(2 * 1024 * 1024 + 11)
+    post = s3.generate_presigned_post(
+        "forms",
+        "uploads/${filename}",
+        Fields={"success_action_status": "201", "Content-Type": "image/png"},
+        Conditions=[
+            {"success_action_status": "201"},
+            ["starts-with", "$key", "uploads/"],
+            {"Content-Type": "image/png"},
+            ["content-length-range", 1, 10 * 1024 * 1024],
+        ],
+        ExpiresIn=300,
+    )
+    r = _post_form(post["url"], post["fields"], "photo.png", data)
+    assert r.status == 201, r.data
+    assert b"<Key>uploads/photo.png</Key>" in r.data
+    got = s3.get_object(Bucket="forms", Key="uploads/photo.png")
+    assert got["Body"].read() == data and got["ContentType"] == "image/png"
+    # A tampered policy, a field the policy does not allow, and a file too large are refused.
+    bad = dict(post["fields"], key="elsewhere/x.png")
+    r = _post_form(post["url"], bad, "x.png", b"data")
+    assert r.status == 403, r.data
+    extra = dict(post["fields"], **{"x-amz-meta-evil": "1"})
+    r = _post_form(post["url"], extra, "x.png", b"data")
+    assert r.status == 403 and b"extra input field" in r.data
+    forged = dict(post["fields"], policy=post["fields"]["policy"][:-4] + "AAAA")
+    r = _post_form(post["url"], forged, "x.png", b"data")
+    assert r.status in (400, 403)
+    r = _post_form(post["url"], post["fields"], "huge.png", os.urandom(11 * 1024 * 1024))
+    assert r.status == 400 and b"EntityTooLarge" in r.data
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket="forms", Key="uploads/huge.png")
