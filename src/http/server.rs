@@ -17,8 +17,11 @@ use crate::runtime::CoreCtx;
 use crate::s3::{self, Frontend};
 
 /// A client that sends nothing for this long, between or inside requests, is
-/// disconnected (slowloris protection).
+/// disconnected.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// A whole request head (or the idle time before it) must arrive within this,
+/// however slowly its bytes trickle in (slowloris protection).
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 /// A client that does not take our bytes for this long is disconnected.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Connections one core serves at once; more wait in the kernel's backlog.
@@ -60,7 +63,11 @@ pub async fn accept_loop(
         let (ctx, fe, open, stop, busy) = (ctx.clone(), fe.clone(), open.clone(), stop.clone(), busy.clone());
         let id_base = ((core as u64) << 56) | (seq << 20);
         glommio::spawn_local(async move {
-            serve_connection(stream, ctx, fe, id_base, stop, busy).await;
+            // A bug must cost one connection, never the core and its other clients.
+            let served = std::panic::AssertUnwindSafe(serve_connection(stream, ctx, fe, id_base, stop, busy));
+            if futures_util::FutureExt::catch_unwind(served).await.is_err() {
+                tracing::error!("a connection handler panicked; the connection was closed");
+            }
             open.set(open.get() - 1);
         })
         .detach();
@@ -82,7 +89,13 @@ async fn serve_connection(
     let mut conn = Conn::new(stream);
     let mut n = 0u64;
     loop {
-        let req = match conn.read_head().await {
+        let head = futures_lite::future::or(async { Some(conn.read_head().await) }, async {
+            glommio::timer::sleep(HEAD_TIMEOUT).await;
+            None
+        })
+        .await;
+        let Some(head) = head else { return };
+        let req = match head {
             Ok(Some(r)) => r,
             Ok(None) => return,
             Err(e @ (Error::HeadTooLarge | Error::BadRequest(_) | Error::KeyTooLong)) => {
