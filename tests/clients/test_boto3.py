@@ -4,6 +4,7 @@ copies, batch deletes, listings, multipart, presigned URLs and errors."""
 import hashlib
 import io
 import os
+import subprocess
 import urllib.request
 
 import pytest
@@ -162,12 +163,11 @@ def test_presigned_urls(s3, server):
     s3 = client_for(server.endpoint, signature_version="s3v4")
     s3.create_bucket(Bucket="bkt")
     put_url = s3.generate_presigned_url("put_object", Params={"Bucket": "bkt", "Key": "p"}, ExpiresIn=300)
-    req = urllib.request.Request(put_url, data=b"presigned body", method="PUT")
-    with urllib.request.urlopen(req) as r:
-        assert r.status == 200
+    # curl, as a user would share these URLs.
+    subprocess.run(["curl", "-sf", "-X", "PUT", "--data-binary", "presigned body", put_url], check=True, timeout=30)
     get_url = s3.generate_presigned_url("get_object", Params={"Bucket": "bkt", "Key": "p"}, ExpiresIn=300)
-    with urllib.request.urlopen(get_url) as r:
-        assert r.read() == b"presigned body"
+    got = subprocess.run(["curl", "-sf", get_url], check=True, capture_output=True, timeout=30).stdout
+    assert got == b"presigned body"
     bad = get_url.replace("X-Amz-Signature=", "X-Amz-Signature=0")
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(bad)
