@@ -142,7 +142,7 @@ impl<B: Body> Body for AwsChunked<B> {
             Some((s, ext)) => (s.trim(), ext.trim().strip_prefix("chunk-signature=")),
             None => (header.trim(), None),
         };
-        let size = usize::from_str_radix(size, 16).map_err(|_| malformed("bad chunk size"))?;
+        let size = crate::http::server::parse_hex(size).ok_or_else(|| malformed("bad chunk size"))? as usize;
         if size > MAX_CHUNK_BYTES {
             return Err(malformed("chunk larger than 16 MiB"));
         }

@@ -308,6 +308,11 @@ impl LocalDrive {
         let format = self.format.clone();
         let dir = self.resolve(volume, "")?;
         blocking(move || {
+            // A vanished root is an unmounted or pulled drive: never recreate it,
+            // or data meant for that drive would land on the root filesystem.
+            if !root.is_dir() {
+                return Err(std::io::Error::from(std::io::ErrorKind::NotFound));
+            }
             if format::read_format(&root).ok().flatten().is_none() {
                 format::write_format(&root, &format)?;
             }

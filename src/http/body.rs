@@ -153,8 +153,8 @@ impl Body for HttpBody<'_> {
                 State::ChunkSize => {
                     let line = self.line().await?;
                     let size = line.split(';').next().unwrap_or_default().trim();
-                    let size = u64::from_str_radix(size, 16)
-                        .map_err(|_| Error::BadRequest(format!("bad chunk size {size:?}")))?;
+                    let size = super::server::parse_hex(size)
+                        .ok_or_else(|| Error::BadRequest(format!("bad chunk size {size:?}")))?;
                     if size == 0 {
                         self.read_trailers().await?;
                         self.state = State::Done;

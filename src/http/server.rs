@@ -137,17 +137,46 @@ async fn serve_connection(
     }
 }
 
-fn framing(req: &super::head::Request) -> Result<Framing, Error> {
-    if let Some(te) = req.header("transfer-encoding") {
-        if te.eq_ignore_ascii_case("chunked") {
-            return Ok(Framing::Chunked);
+/// How the request body is delimited. Anything a proxy in front could read
+/// differently (two lengths, a length beside chunked, a coding after chunked,
+/// signs or letters in numbers) is refused and the connection closed, so no
+/// bytes can be smuggled in as a second request (RFC 9112, 6.1 and 6.3).
+pub fn framing(req: &super::head::Request) -> Result<Framing, Error> {
+    let all = |name: &str| -> Vec<&str> {
+        req.headers.iter().filter(|(n, _)| n == name).flat_map(|(_, v)| v.split(',')).map(str::trim).collect()
+    };
+    let codings = all("transfer-encoding");
+    let lengths = all("content-length");
+    if !codings.is_empty() {
+        if !lengths.is_empty() {
+            return Err(Error::BadRequest("both Content-Length and Transfer-Encoding".into()));
         }
-        return Err(Error::NotImplemented(format!("transfer-encoding {te}")));
+        if codings.len() != 1 || !codings[0].eq_ignore_ascii_case("chunked") {
+            return Err(Error::BadRequest(format!("unsupported transfer coding {:?}", codings.join(", "))));
+        }
+        return Ok(Framing::Chunked);
     }
-    match req.header("content-length") {
-        Some(v) => v.parse().map(Framing::Length).map_err(|_| Error::BadRequest("bad Content-Length".into())),
-        None => Ok(Framing::Length(0)),
+    let Some(first) = lengths.first() else { return Ok(Framing::Length(0)) };
+    if lengths.iter().any(|l| l != first) {
+        return Err(Error::BadRequest("conflicting Content-Length values".into()));
     }
+    parse_decimal(first).map(Framing::Length).ok_or_else(|| Error::BadRequest("bad Content-Length".into()))
+}
+
+/// Digits only: Rust's integer parsing would also take a leading '+'.
+pub fn parse_decimal(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Hex digits only, for chunk sizes.
+pub fn parse_hex(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 15 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(s, 16).ok()
 }
 
 /// Decrements the busy count when a request is done, however it ends.

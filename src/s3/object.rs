@@ -52,7 +52,9 @@ pub(super) fn put_options(req: &Request) -> Result<PutOptions, Error> {
 
 /// The object's length as the client declared it.
 pub(super) fn declared_length(req: &Request) -> Result<Option<u64>, Error> {
-    let parse = |v: &str| v.parse::<u64>().map_err(|_| Error::InvalidArgument(format!("bad length {v:?}")));
+    let parse = |v: &str| {
+        crate::http::server::parse_decimal(v.trim()).ok_or_else(|| Error::InvalidArgument(format!("bad length {v:?}")))
+    };
     if let Some(d) = req.header("x-amz-decoded-content-length") {
         return parse(d).map(Some);
     }
