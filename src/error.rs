@@ -91,6 +91,8 @@ pub enum Error {
     MissingContentLength,
     #[error("the POST form is not valid: {0}")]
     MalformedPost(String),
+    #[error("the body arrived too slowly; the request was cut off")]
+    RequestTimeout,
 }
 
 impl Error {
@@ -138,6 +140,7 @@ impl Error {
             Error::NotModified => "NotModified",
             Error::MissingContentLength => "MissingContentLength",
             Error::MalformedPost(_) => "MalformedPOSTRequest",
+            Error::RequestTimeout => "RequestTimeout",
         }
     }
 
@@ -165,7 +168,8 @@ impl Error {
             | Error::BadChecksum(_)
             | Error::InvalidDigest
             | Error::MalformedXml
-            | Error::MalformedPost(_) => 400,
+            | Error::MalformedPost(_)
+            | Error::RequestTimeout => 400,
             Error::SignatureDoesNotMatch
             | Error::InvalidAccessKeyId
             | Error::AccessDenied(_)

@@ -13,6 +13,11 @@ use crate::object::Body;
 const MAX_CHUNK_LINE_BYTES: usize = 4 << 10;
 /// Most trailer bytes after the last chunk.
 const MAX_TRAILER_BYTES: usize = 16 << 10;
+/// A body slower than this on average, once [`SLOW_BODY_GRACE`] has passed, is
+/// cut off: a client trickling bytes would otherwise hold a request (and its
+/// object lock) forever. 4 KiB/s is far below any real link.
+const MIN_BODY_BYTES_PER_SEC: u64 = 4 << 10;
+const SLOW_BODY_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
@@ -38,6 +43,8 @@ pub struct HttpBody<'a> {
     expect_continue: bool,
     /// Trailers received after the last chunk (lower-case names).
     pub trailers: Vec<(String, String)>,
+    started: std::time::Instant,
+    received: u64,
 }
 
 impl<'a> HttpBody<'a> {
@@ -47,7 +54,15 @@ impl<'a> HttpBody<'a> {
             Framing::Length(n) => State::Data(n),
             Framing::Chunked => State::ChunkSize,
         };
-        HttpBody { conn, framing, state, expect_continue, trailers: Vec::new() }
+        HttpBody {
+            conn,
+            framing,
+            state,
+            expect_continue,
+            trailers: Vec::new(),
+            started: std::time::Instant::now(),
+            received: 0,
+        }
     }
 
     pub fn framing(&self) -> Framing {
@@ -85,6 +100,14 @@ impl<'a> HttpBody<'a> {
         true
     }
 
+    fn check_rate(&self) -> Result<()> {
+        let elapsed = self.started.elapsed();
+        if elapsed > SLOW_BODY_GRACE && self.received < MIN_BODY_BYTES_PER_SEC * elapsed.as_secs() {
+            return Err(Error::RequestTimeout);
+        }
+        Ok(())
+    }
+
     async fn line(&mut self) -> Result<String> {
         loop {
             if let Some(at) = self.conn.buf.windows(2).position(|w| w == b"\r\n") {
@@ -95,6 +118,7 @@ impl<'a> HttpBody<'a> {
             if self.conn.buf.len() > MAX_CHUNK_LINE_BYTES {
                 return Err(Error::BadRequest("chunk line too long".into()));
             }
+            self.check_rate()?;
             if self.conn.fill().await? == 0 {
                 return Err(Error::ClientRead("connection closed inside a chunked body".into()));
             }
@@ -130,10 +154,14 @@ impl Body for HttpBody<'_> {
             match self.state {
                 State::Done => return Ok(None),
                 State::Data(left) => {
-                    if self.conn.buf.is_empty() && self.conn.fill().await? == 0 {
-                        return Err(Error::ClientRead("the client closed the connection mid-body".into()));
+                    if self.conn.buf.is_empty() {
+                        self.check_rate()?;
+                        if self.conn.fill().await? == 0 {
+                            return Err(Error::ClientRead("the client closed the connection mid-body".into()));
+                        }
                     }
                     let take = (left as usize).min(self.conn.buf.len());
+                    self.received += take as u64;
                     let data = self.conn.buf.split_to(take).freeze();
                     let left = left - take as u64;
                     self.state = match (left, self.framing) {

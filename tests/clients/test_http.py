@@ -114,3 +114,97 @@ def test_payload_hash_is_verified(server, s3):
 
     with pytest.raises(botocore.exceptions.ClientError):
         s3.head_object(Bucket="http", Key="hashed")
+
+
+def _hmac(key, msg):
+    import hmac
+
+    return hmac.new(key, msg.encode(), "sha256").digest()
+
+
+def _signed_trailer_put(server, path, data, crc_b64, tamper_trailer=False):
+    """STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER, built by hand from AWS's
+    description: signed chunks, then a signed trailer with the CRC32."""
+    import datetime
+    import hashlib
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    amz_date, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
+    scope = f"{day}/us-east-1/s3/aws4_request"
+    headers = {
+        "Content-Encoding": "aws-chunked",
+        "X-Amz-Content-SHA256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+        "X-Amz-Decoded-Content-Length": str(len(data)),
+        "X-Amz-Trailer": "x-amz-checksum-crc32",
+        "X-Amz-Date": amz_date,
+    }
+    req = botocore.awsrequest.AWSRequest(method="PUT", url=server.endpoint + path, headers=headers)
+    botocore.auth.SigV4Auth(CREDS, "s3", "us-east-1").add_auth(req)
+    prepared = dict(req.prepare().headers)
+    seed = prepared["Authorization"].split("Signature=")[1]
+    key = b"AWS4" + SECRET_KEY.encode()
+    for part in (day, "us-east-1", "s3", "aws4_request"):
+        key = _hmac(key, part)
+    empty = hashlib.sha256(b"").hexdigest()
+    body, prev = b"", seed
+    pieces = [data[i : i + 65536] for i in range(0, len(data), 65536)] + [b""]
+    for piece in pieces:
+        sts = f"AWS4-HMAC-SHA256-PAYLOAD\n{amz_date}\n{scope}\n{prev}\n{empty}\n{hashlib.sha256(piece).hexdigest()}"
+        prev = _hmac(key, sts).hex()
+        body += b"%x;chunk-signature=%s\r\n" % (len(piece), prev.encode())
+        if piece:
+            body += piece + b"\r\n"
+    trailer = f"x-amz-checksum-crc32:{crc_b64}\n"
+    sts = f"AWS4-HMAC-SHA256-TRAILER\n{amz_date}\n{scope}\n{prev}\n{hashlib.sha256(trailer.encode()).hexdigest()}"
+    trailer_sig = _hmac(key, sts).hex()
+    if tamper_trailer:
+        trailer_sig = "0" * 64
+    body += f"x-amz-checksum-crc32:{crc_b64}\r\nx-amz-trailer-signature:{trailer_sig}\r\n\r\n".encode()
+    lines = [f"PUT {path} HTTP/1.1", f"Host: 127.0.0.1:{server.port}", f"Content-Length: {len(body)}"]
+    lines += [f"{k}: {v.decode() if isinstance(v, bytes) else v}" for k, v in prepared.items() if k.lower() != "content-length"]
+    with connect(server) as s:
+        s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        status, _, text, _ = read_response(s)
+    return status, text
+
+
+def test_signed_chunks_with_signed_trailer(server, s3):
+    import base64
+    import os
+    import zlib
+
+    s3.create_bucket(Bucket="http")
+    data = os.urandom(150_000)
+    crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    status, text = _signed_trailer_put(server, "/http/signed-trailer", data, crc)
+    assert status == 200, text
+    assert s3.get_object(Bucket="http", Key="signed-trailer")["Body"].read() == data
+    assert s3.head_object(Bucket="http", Key="signed-trailer", ChecksumMode="ENABLED")["ChecksumCRC32"] == crc
+    status, text = _signed_trailer_put(server, "/http/bad-trailer", data, crc, tamper_trailer=True)
+    assert status == 403 and b"SignatureDoesNotMatch" in text
+
+
+def test_trickling_body_is_cut_off(server, s3):
+    """A client sending a body at a few bytes per second is cut off after the
+    30 s grace period instead of holding the request open forever."""
+    import time
+
+    s3.create_bucket(Bucket="http")
+    s3.put_object(Bucket="http", Key="slow", Body=b"previous")
+    with connect(server) as s:
+        s.sendall(signed_head(server, "PUT", "/http/slow", {"Content-Length": "1000000"}))
+        started = time.time()
+        response = b""
+        s.settimeout(1)
+        while time.time() - started < 45 and not response:
+            try:
+                s.sendall(b"x")
+                response = s.recv(4096)
+            except socket.timeout:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        elapsed = time.time() - started
+    assert elapsed < 45, "the trickling request was never cut off"
+    assert response == b"" or b"RequestTimeout" in response
+    assert s3.get_object(Bucket="http", Key="slow")["Body"].read() == b"previous"
