@@ -54,11 +54,7 @@ pub fn run(opts: ServerOptions) -> Result<(), String> {
                 }
             };
             let _ = bound.send(Ok(()));
-            let fe = Rc::new(Frontend {
-                credentials: fe.credentials.clone(),
-                region: fe.region.clone(),
-                domain: fe.domain.clone(),
-            });
+            let fe = Rc::new(Frontend::clone(&fe));
             let stopping = Rc::new(Cell::new(false));
             let busy = accept_loop_until(listener, ctx, fe, stopping.clone(), stop_rx).await;
             // Let requests in flight finish, within the grace period.

@@ -32,6 +32,7 @@ use xml::XmlWriter;
 const DRAIN_MAX_BYTES: u64 = 256 << 10;
 
 /// What every core's front end needs; immutable after start.
+#[derive(Clone)]
 pub struct Frontend {
     pub credentials: Credentials,
     pub region: String,
@@ -81,47 +82,19 @@ pub async fn serve(
     ctx: &Rc<CoreCtx>,
     fe: &Frontend,
     req: &Request,
-    http_body: HttpBody<'_>,
+    mut http_body: HttpBody<'_>,
     request_id: &str,
 ) -> (Response, bool) {
-    let mut resource = req.raw_path.clone();
-    let result = async {
-        let path = percent_decode(&req.raw_path, false)?;
-        if let Some(r) = health(ctx, req, &path).await {
-            return Ok((r, None));
-        }
-        let query = parse_query(&req.raw_query)?;
-        let vhost = host_bucket(req, fe.domain.as_deref());
-        // A browser form upload carries its authorisation (a signed policy) in
-        // the form; post::post_object checks it before storing anything.
-        let form_post = post::is_form_post(req);
-        let payload =
-            if form_post { Payload::Unsigned } else { authenticate(req, &query, &fe.credentials, vhost.as_deref())? };
-        let (bucket, key) = match vhost {
-            Some(b) => (b, path.trim_start_matches('/').to_string()),
-            None => match path.trim_start_matches('/').split_once('/') {
-                Some((b, k)) => (b.to_string(), k.to_string()),
-                None => (path.trim_start_matches('/').to_string(), String::new()),
-            },
-        };
-        let target = Target { bucket, key, query };
-        resource = target.resource();
-        if form_post && (target.bucket.is_empty() || !target.key.is_empty() || !target.query.is_empty()) {
-            return Err(Error::AccessDenied("form uploads go to a bucket, with no sub-resource".into()));
-        }
-        Ok::<_, Error>((Response::new(0), Some((target, payload))))
-    }
-    .await;
-    let mut http_body = http_body;
-    let (target, payload) = match result {
-        Ok((r, None)) => {
+    let admitted = match admit(ctx, fe, req).await {
+        Ok(Admitted::Answered(r)) => Err(r),
+        Ok(Admitted::Operation(target, payload)) => Ok((target, payload)),
+        Err(e) => Err(error_response(&e, &req.raw_path, request_id)),
+    };
+    let (target, payload) = match admitted {
+        Ok(tp) => tp,
+        Err(response) => {
             let reusable = http_body.drain(DRAIN_MAX_BYTES).await;
-            return (r, reusable);
-        }
-        Ok((_, Some(tp))) => tp,
-        Err(e) => {
-            let reusable = http_body.drain(DRAIN_MAX_BYTES).await;
-            return (error_response(&e, &resource, request_id), reusable);
+            return (response, reusable);
         }
     };
     let mut body = RequestBody::new(http_body, &payload);
@@ -129,8 +102,43 @@ pub async fn serve(
     let reusable = body.http().drain(DRAIN_MAX_BYTES).await;
     match response {
         Ok(r) => (r, reusable),
-        Err(e) => (error_response(&e, &resource, request_id), reusable),
+        Err(e) => (error_response(&e, &target.resource(), request_id), reusable),
     }
+}
+
+/// What the checks before an operation decided.
+enum Admitted {
+    /// Answered without an operation (health endpoints).
+    Answered(Response),
+    /// Authenticated: run the operation on this target, reading the body this way.
+    Operation(Target, Payload),
+}
+
+/// Decodes the target and authenticates the request.
+async fn admit(ctx: &Rc<CoreCtx>, fe: &Frontend, req: &Request) -> Result<Admitted, Error> {
+    let path = percent_decode(&req.raw_path, false)?;
+    if let Some(r) = health(ctx, req, &path).await {
+        return Ok(Admitted::Answered(r));
+    }
+    let query = parse_query(&req.raw_query)?;
+    let vhost = host_bucket(req, fe.domain.as_deref());
+    // A browser form upload carries its authorisation (a signed policy) in the
+    // form; post::post_object checks it before storing anything.
+    let form_post = post::is_form_post(req);
+    let payload =
+        if form_post { Payload::Unsigned } else { authenticate(req, &query, &fe.credentials, vhost.as_deref())? };
+    let (bucket, key) = match vhost {
+        Some(b) => (b, path.trim_start_matches('/').to_string()),
+        None => match path.trim_start_matches('/').split_once('/') {
+            Some((b, k)) => (b.to_string(), k.to_string()),
+            None => (path.trim_start_matches('/').to_string(), String::new()),
+        },
+    };
+    let target = Target { bucket, key, query };
+    if form_post && (target.bucket.is_empty() || !target.key.is_empty() || !target.query.is_empty()) {
+        return Err(Error::AccessDenied("form uploads go to a bucket, with no sub-resource".into()));
+    }
+    Ok(Admitted::Operation(target, payload))
 }
 
 /// `/minio/health/live` and `/minio/health/ready`: no authentication, as load
