@@ -11,5 +11,6 @@ pub mod object;
 pub mod runtime;
 pub mod s3;
 pub mod server;
+pub mod tune;
 
 pub use error::{Error, Result};

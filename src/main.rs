@@ -41,6 +41,25 @@ enum Command {
         #[arg(required = true)]
         drives: Vec<String>,
     },
+    /// Check this machine for running basalt (reads only, changes nothing).
+    Tune {
+        #[command(subcommand)]
+        what: TuneCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TuneCommand {
+    /// Kernel, io_uring, limits, CPUs and, for each drive, device, filesystem,
+    /// mount options, scheduler, read-ahead, O_DIRECT and free space. Exits 1
+    /// when something would stop basalt from running.
+    Check {
+        /// Executors the server would run (for the locked-memory check); default: one per CPU.
+        #[arg(long)]
+        cores: Option<usize>,
+        /// Drive directories, e.g. /mnt/disk{1...4}.
+        drives: Vec<String>,
+    },
 }
 
 fn expand(args: &[String]) -> Result<Vec<PathBuf>, String> {
@@ -54,6 +73,18 @@ fn expand(args: &[String]) -> Result<Vec<PathBuf>, String> {
 fn parse_address(a: &str) -> Result<SocketAddr, String> {
     let full = if a.starts_with(':') { format!("0.0.0.0{a}") } else { a.to_string() };
     full.parse().map_err(|_| format!("--address {a:?} is not HOST:PORT (for example :9000 or 127.0.0.1:9000)"))
+}
+
+fn tune_check(drives: &[PathBuf], cores: Option<usize>) -> ExitCode {
+    let cores = cores.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let checks = basalt::tune::all_checks(drives, cores);
+    for c in &checks {
+        println!("{c}");
+    }
+    let failed = checks.iter().filter(|c| c.level == basalt::tune::Level::Fail).count();
+    let warned = checks.iter().filter(|c| c.level == basalt::tune::Level::Warn).count();
+    println!("\n{} checks: {failed} failed, {warned} warnings (advice: tuning/README.md)", checks.len());
+    if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS }
 }
 
 fn main() -> ExitCode {
@@ -78,6 +109,15 @@ fn main() -> ExitCode {
             }
             basalt::server::run(opts)
         })(),
+        Command::Tune { what: TuneCommand::Check { cores, drives } } => {
+            return match expand(&drives) {
+                Ok(drives) => tune_check(&drives, cores),
+                Err(e) => {
+                    eprintln!("basalt: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Command::Layout { drives } => expand(&drives).and_then(|d| {
             let l = basalt::config::layout(&d, None).map_err(|e| e.to_string())?;
             println!("{}", l.describe());

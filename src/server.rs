@@ -30,6 +30,15 @@ pub struct ServerOptions {
 /// Runs until SIGINT or SIGTERM. Errors are messages for the person at the terminal.
 pub fn run(opts: ServerOptions) -> Result<(), String> {
     let (credentials, source) = Credentials::from_lookup(|k| std::env::var(k).ok())?;
+    let cores = opts.cores.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let fatal = crate::tune::fatal_problems(&opts.drives, cores);
+    if !fatal.is_empty() {
+        let list: Vec<String> = fatal.iter().map(|c| c.to_string()).collect();
+        return Err(format!(
+            "this machine cannot run basalt as configured:\n{}\n(`basalt tune check` reports everything)",
+            list.join("\n")
+        ));
+    }
     // Signals are taken by this thread alone (sigwait below), never by executors.
     let signals = shutdown_signals();
     signals.thread_block().map_err(|e| format!("cannot block signals: {e}"))?;
