@@ -93,6 +93,8 @@ pub enum Error {
     MalformedPost(String),
     #[error("the body arrived too slowly; the request was cut off")]
     RequestTimeout,
+    #[error("not enough drives have room for the write")]
+    StorageFull,
 }
 
 impl Error {
@@ -141,6 +143,7 @@ impl Error {
             Error::MissingContentLength => "MissingContentLength",
             Error::MalformedPost(_) => "MalformedPOSTRequest",
             Error::RequestTimeout => "RequestTimeout",
+            Error::StorageFull => "XMinioStorageFull",
         }
     }
 
@@ -179,6 +182,7 @@ impl Error {
             Error::PreconditionFailed => 412,
             Error::NotModified => 304,
             Error::NotImplemented(_) => 501,
+            Error::StorageFull => 507,
             Error::NoSuchBucket(_) | Error::NoSuchKey | Error::NoSuchUpload => 404,
             Error::BucketAlreadyExists(_) | Error::BucketNotEmpty(_) => 409,
             Error::InvalidRange { .. } => 416,

@@ -13,7 +13,7 @@ use md5::{Digest, Md5};
 
 use super::{Body, INLINE_MAX_BYTES, MAX_OBJECT_BYTES, ObjectInfo, ObjectLayer, PutOptions, Set, key_location, names};
 use crate::drive::meta::{self, ErasureInfo, ObjectMeta, PartInfo};
-use crate::drive::{DATA_DIR_PREFIX, DriveHandle, DriveOp, DriveReply, SYS_VOLUME, ShardWriter, TMP_DIR};
+use crate::drive::{DATA_DIR_PREFIX, DriveError, DriveHandle, DriveOp, DriveReply, SYS_VOLUME, ShardWriter, TMP_DIR};
 use crate::erasure::{BITROT_HASH_BYTES, Erasure, bitrot_hash};
 use crate::error::{Error, Result};
 
@@ -126,8 +126,10 @@ pub(crate) async fn stage<B: Body>(to: StageTo<'_>, body: &mut B) -> Result<Stag
     }
 
     let opened = join_all(order.iter().map(|d| d.create_file(SYS_VOLUME, path))).await;
+    // Drives that failed because they are full: below quorum, that is the answer.
+    let full = std::cell::Cell::new(opened.iter().filter(|r| matches!(r, Err(DriveError::DriveFull))).count());
     let mut writers: Vec<Option<ShardWriter>> = opened.into_iter().map(Result::ok).collect();
-    check_quorum(&writers, write_quorum)?;
+    check_quorum(&writers, write_quorum, full.get())?;
     loop {
         reader.fill(&mut block, block_size).await?;
         if block.is_empty() && reader.eof {
@@ -135,6 +137,7 @@ pub(crate) async fn stage<B: Body>(to: StageTo<'_>, body: &mut B) -> Result<Stag
         }
         md5.update(&block);
         let shards = erasure.encode(&block)?;
+        let full = &full;
         let writes = writers.iter_mut().zip(shards).map(|(w, shard)| async move {
             if let Some(writer) = w {
                 let hash = Bytes::copy_from_slice(&bitrot_hash(&shard).to_le_bytes());
@@ -144,12 +147,15 @@ pub(crate) async fn stage<B: Body>(to: StageTo<'_>, body: &mut B) -> Result<Stag
                 };
                 if let Err(e) = r {
                     tracing::warn!(error = %e, "shard write failed; continuing with the remaining drives");
+                    if e == DriveError::DriveFull {
+                        full.set(full.get() + 1);
+                    }
                     *w = None;
                 }
             }
         });
         join_all(writes).await;
-        check_quorum(&writers, write_quorum)?;
+        check_quorum(&writers, write_quorum, full.get())?;
         block.clear();
         if reader.eof {
             break;
@@ -157,21 +163,29 @@ pub(crate) async fn stage<B: Body>(to: StageTo<'_>, body: &mut B) -> Result<Stag
     }
     let finished = join_all(writers.into_iter().map(|w| async move {
         match w {
-            Some(w) => w.finish().await.is_ok(),
-            None => false,
+            Some(w) => w.finish().await,
+            None => Err(DriveError::Offline),
         }
     }))
     .await;
-    let have = finished.iter().filter(|ok| **ok).count();
+    let have = finished.iter().filter(|r| r.is_ok()).count();
     if have < write_quorum {
+        if finished.iter().any(|r| matches!(r, Err(DriveError::DriveFull))) || full.get() > 0 {
+            return Err(Error::StorageFull);
+        }
         return Err(Error::InsufficientWriteQuorum { have, need: write_quorum });
     }
+    let finished: Vec<bool> = finished.iter().map(Result::is_ok).collect();
     Ok(Staged::Files { size: reader.total, md5: md5.finalize().into(), ok: finished })
 }
 
-fn check_quorum(writers: &[Option<ShardWriter>], need: usize) -> Result<()> {
+fn check_quorum(writers: &[Option<ShardWriter>], need: usize, full: usize) -> Result<()> {
     let have = writers.iter().filter(|w| w.is_some()).count();
-    if have < need { Err(Error::InsufficientWriteQuorum { have, need }) } else { Ok(()) }
+    match (have < need, full > 0) {
+        (false, _) => Ok(()),
+        (true, true) => Err(Error::StorageFull),
+        (true, false) => Err(Error::InsufficientWriteQuorum { have, need }),
+    }
 }
 
 /// `[hash][shard]`, the unit stored for each block.
@@ -293,11 +307,13 @@ impl ObjectLayer {
         let results = join_all(renames).await;
         let mut committed = Vec::new();
         let mut no_bucket = 0;
+        let mut full = 0;
         for (d, r) in results {
             match r {
                 Ok(DriveReply::OldMeta(old)) => committed.push((d, old)),
                 Ok(_) => {}
-                Err(crate::drive::DriveError::VolumeNotFound) => no_bucket += 1,
+                Err(DriveError::VolumeNotFound) => no_bucket += 1,
+                Err(DriveError::DriveFull) => full += 1,
                 Err(e) => tracing::warn!(error = %e, "commit failed on a drive"),
             }
         }
@@ -314,6 +330,9 @@ impl ObjectLayer {
             join_all(undo).await;
             if no_bucket >= set.read_quorum {
                 return Err(Error::NoSuchBucket(bucket.to_string()));
+            }
+            if full > 0 {
+                return Err(Error::StorageFull);
             }
             return Err(Error::InsufficientWriteQuorum { have: committed.len(), need: set.write_quorum });
         }
