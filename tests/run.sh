@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as README.md documents it: formatting, lints, unit and
-# end-to-end tests of the storage engine, then the real S3 clients (aws cli,
-# boto3) against the real `basalt server` binary. Installs the clients from PyPI
-# when they are missing.
+# end-to-end tests of the storage engine, the real S3 clients against the real
+# `basalt server` binary, and the operations kit (tuning/) checked by haproxy,
+# nginx, shellcheck and systemd-analyze. Installs what is missing (pip, apt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,10 +17,20 @@ command -v s3cmd >/dev/null 2>&1 || need_pip+=(s3cmd)
 need_apt=()
 command -v rclone >/dev/null 2>&1 || need_apt+=(rclone)
 ruby -e 'require "fog/aws"' >/dev/null 2>&1 || need_apt+=(ruby-fog-aws)
+# The operations kit's configs are checked by the real tools.
+command -v haproxy >/dev/null 2>&1 || need_apt+=(haproxy)
+command -v nginx >/dev/null 2>&1 || need_apt+=(nginx)
+command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing test clients: ${need_apt[*]}"
+  # Packages only: keep their services (nginx, haproxy) from starting on this machine.
+  made_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
+  fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
 fi
 if [ ${#need_pip[@]} -gt 0 ]; then
   echo "installing test clients: ${need_pip[*]}"
@@ -33,4 +43,4 @@ cargo clippy --all-targets --locked -- -D warnings
 cargo build --benches --locked
 cargo build --locked
 cargo test --locked --lib --bins --tests
-python3 -m pytest -q tests/clients
+python3 -m pytest -q tests/clients tests/tuning
