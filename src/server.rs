@@ -15,6 +15,15 @@ use crate::http::server::{accept_loop, bind};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::s3::Frontend;
 
+/// Prints a line for the person at the terminal; a closed stdout (a service
+/// manager, a pipe that ended) must never stop the server.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// How long a shutdown waits for in-flight requests before cutting them off.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -83,7 +92,7 @@ pub fn run(opts: ServerOptions) -> Result<(), String> {
     }
     banner(&opts, &rt, &credentials, source, fresh_start);
     let signal = signals.wait().map_err(|e| format!("waiting for signals: {e}"))?;
-    println!("basalt: received {signal:?}, finishing requests in flight (at most {}s)", SHUTDOWN_GRACE.as_secs());
+    say!("basalt: received {signal:?}, finishing requests in flight (at most {}s)", SHUTDOWN_GRACE.as_secs());
     for s in stops {
         let _ = s.send(());
     }
@@ -91,7 +100,7 @@ pub fn run(opts: ServerOptions) -> Result<(), String> {
         l.join();
     }
     rt.shutdown();
-    println!("basalt: stopped");
+    say!("basalt: stopped");
     Ok(())
 }
 
@@ -124,28 +133,28 @@ fn banner(opts: &ServerOptions, rt: &Runtime, creds: &Credentials, source: Crede
     let port = opts.address.port();
     let host = if opts.address.ip().is_unspecified() { "127.0.0.1".to_string() } else { opts.address.ip().to_string() };
     let endpoint = format!("http://{host}:{port}");
-    println!("basalt {}", env!("CARGO_PKG_VERSION"));
-    println!("Deployment: {}", rt.deployment_id());
-    println!("Storage:    {}", layout.describe());
+    say!("basalt {}", env!("CARGO_PKG_VERSION"));
+    say!("Deployment: {}", rt.deployment_id());
+    say!("Storage:    {}", layout.describe());
     for (i, d) in opts.drives.iter().enumerate() {
         let state = if rt.fresh_drives().contains(&i) { "online, formatted now" } else { "online" };
-        println!("  drive {:>2}: {} ({state})", i + 1, d.display());
+        say!("  drive {:>2}: {} ({state})", i + 1, d.display());
     }
-    println!("S3 API:     {endpoint} (listening on {}, {} cores)", opts.address, rt.cores());
+    say!("S3 API:     {endpoint} (listening on {}, {} cores)", opts.address, rt.cores());
     match source {
-        CredentialSource::Environment(var) => println!("Root user:  {} (from {var})", creds.access_key),
+        CredentialSource::Environment(var) => say!("Root user:  {} (from {var})", creds.access_key),
         CredentialSource::Development => {
-            println!("Root user:  {} / secret {}", creds.access_key, creds.secret_key);
-            println!();
-            println!("WARNING: no credentials were set, so basalt uses the well-known development pair above.");
-            println!("WARNING: anyone who can reach {endpoint} can read and write everything.");
-            println!("WARNING: set BASALT_ROOT_USER and BASALT_ROOT_PASSWORD before storing anything real.");
+            say!("Root user:  {} / secret {}", creds.access_key, creds.secret_key);
+            say!();
+            say!("WARNING: no credentials were set, so basalt uses the well-known development pair above.");
+            say!("WARNING: anyone who can reach {endpoint} can read and write everything.");
+            say!("WARNING: set BASALT_ROOT_USER and BASALT_ROOT_PASSWORD before storing anything real.");
         }
     }
-    println!();
-    println!(
+    say!();
+    say!(
         "Try it:     AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY=<secret> aws --endpoint-url {endpoint} s3 ls",
         creds.access_key
     );
-    println!("Ready in {} ms.", started.elapsed().as_millis());
+    say!("Ready in {} ms.", started.elapsed().as_millis());
 }
