@@ -6,6 +6,7 @@ pub mod config;
 pub mod drive;
 pub mod erasure;
 pub mod error;
+pub mod hex;
 pub mod http;
 pub mod object;
 pub mod runtime;

@@ -6,7 +6,6 @@
 //! form (readdir, mkdir -p, statvfs, rm -r) run on glommio's blocking pool so the
 //! executor never blocks.
 
-use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -34,8 +33,6 @@ pub struct LocalDrive {
     root: PathBuf,
     index: usize,
     format: Format,
-    /// Counts I/O errors, so a failing drive shows in logs and (later) metrics.
-    io_errors: Cell<u64>,
 }
 
 impl LocalDrive {
@@ -45,7 +42,7 @@ impl LocalDrive {
         {
             tracing::warn!(drive = %root.display(), "drive is on tmpfs: O_DIRECT is impossible there, using buffered I/O");
         }
-        LocalDrive { root, index, format, io_errors: Cell::new(0) }
+        LocalDrive { root, index, format }
     }
 
     pub fn root(&self) -> &Path {
@@ -54,10 +51,6 @@ impl LocalDrive {
 
     pub fn index(&self) -> usize {
         self.index
-    }
-
-    pub fn io_errors(&self) -> u64 {
-        self.io_errors.get()
     }
 
     /// Resolves a volume-relative path, refusing anything that could leave the
@@ -83,7 +76,6 @@ impl LocalDrive {
 
     fn note<T>(&self, r: DriveResult<T>) -> DriveResult<T> {
         if let Err(DriveError::Io(e)) = &r {
-            self.io_errors.set(self.io_errors.get() + 1);
             tracing::warn!(drive = %self.root.display(), error = %e, "drive I/O error");
         }
         r
@@ -242,10 +234,9 @@ impl LocalDrive {
             DriveOp::DeleteObject { volume, key_dir, meta_name } => {
                 let dir = self.resolve(&volume, &key_dir)?;
                 let meta_path = dir.join(check_name(&meta_name)?);
-                let data_dir = match read_range(&meta_path, 0, None).await {
-                    Ok(file) => meta::decode(&file).ok().and_then(|(m, _)| m.data_dir),
-                    Err(e) => return Err(e),
-                };
+                // A corrupt metadata file is still removed; its data directory is then unknown.
+                let file = read_range(&meta_path, 0, None).await?;
+                let data_dir = meta::decode(&file).ok().and_then(|(m, _)| m.data_dir);
                 blocking(move || remove_path(&meta_path, false)).await?;
                 if let Some(data_dir) = data_dir {
                     let data = dir.join(check_name(&data_dir)?);

@@ -65,10 +65,6 @@ impl<'a> HttpBody<'a> {
         }
     }
 
-    pub fn framing(&self) -> Framing {
-        self.framing
-    }
-
     /// Whether every byte of the body has been read.
     pub fn is_done(&self) -> bool {
         self.state == State::Done

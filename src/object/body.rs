@@ -3,9 +3,8 @@
 //! asks for more than one chunk at a time, so bodies stream.
 
 use bytes::Bytes;
-use futures_lite::{AsyncRead, AsyncReadExt};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// A source of object bytes.
 #[allow(async_fn_in_trait)]
@@ -40,32 +39,5 @@ impl Body for BytesBody {
         }
         let n = self.chunk.min(self.data.len());
         Ok(Some(self.data.split_to(n)))
-    }
-}
-
-/// Adapts any `AsyncRead` (a socket, a file) into a [`Body`].
-pub struct ReaderBody<R> {
-    reader: R,
-    buf_bytes: usize,
-}
-
-/// Bytes read from an `AsyncRead` per chunk.
-const READER_CHUNK_BYTES: usize = 256 << 10;
-
-impl<R: AsyncRead + Unpin> ReaderBody<R> {
-    pub fn new(reader: R) -> ReaderBody<R> {
-        ReaderBody { reader, buf_bytes: READER_CHUNK_BYTES }
-    }
-}
-
-impl<R: AsyncRead + Unpin> Body for ReaderBody<R> {
-    async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
-        let mut buf = vec![0u8; self.buf_bytes];
-        let n = self.reader.read(&mut buf).await.map_err(|e| Error::ClientRead(e.to_string()))?;
-        if n == 0 {
-            return Ok(None);
-        }
-        buf.truncate(n);
-        Ok(Some(Bytes::from(buf)))
     }
 }

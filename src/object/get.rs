@@ -185,7 +185,7 @@ impl ObjectReader {
         let path = format!("{}/part.{part}", self.data_path);
         let mut shards: Vec<Option<Bytes>> = vec![None; n];
         // Data shards first; each failure brings in the next parity shard.
-        let mut wanted: Vec<usize> = (0..n).filter(|i| !matches!(self.sources[*i], ShardSource::Missing)).collect();
+        let wanted: Vec<usize> = (0..n).filter(|i| !matches!(self.sources[*i], ShardSource::Missing)).collect();
         let mut next = 0;
         let mut good = 0;
         while good < k {
@@ -229,7 +229,6 @@ impl ObjectReader {
                 }
             }
         }
-        wanted.clear();
         self.erasure.reconstruct_data(&mut shards, shard_len)?;
         let mut out = BytesMut::with_capacity(block_len);
         self.erasure.join_data(&shards, block_len, &mut out)?;

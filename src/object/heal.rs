@@ -3,7 +3,7 @@
 //! shards), rebuild their shards from the good ones, and commit them there.
 //! Runs under the object's write lock, so it never races a PUT.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::future::join_all;
 
 use super::put::{discard, frame};
@@ -214,9 +214,7 @@ async fn rebuild_files(
             erasure.reconstruct_all(&mut shards, shard_len)?;
             for (w, &i) in writers.iter_mut().zip(bad) {
                 let shard = shards[i].as_ref().ok_or_else(|| Error::Internal("shard not rebuilt".into()))?;
-                let mut framed = BytesMut::with_capacity(BITROT_HASH_BYTES + shard.len());
-                framed.extend_from_slice(&frame(shard));
-                w.write(framed.freeze()).await?;
+                w.write(frame(shard)).await?;
             }
         }
         for w in writers {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use futures_util::StreamExt;
 use futures_util::future::join_all;
 
-use super::{ObjectInfo, ObjectLayer, key_location, names, quorum};
+use super::{ObjectInfo, ObjectLayer, names, quorum};
 use crate::drive::meta;
 use crate::error::{Error, Result};
 
@@ -175,7 +175,6 @@ impl ObjectLayer {
     /// A listed key's info; `None` when it vanished since the walk.
     async fn list_entry(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>> {
         let set = self.set_for(bucket, key);
-        let _ = key_location(key);
         match quorum::read_metas(set, bucket, key).await {
             Ok(found) => Ok(Some(ObjectInfo::from_meta(bucket, key, &found.meta))),
             Err(Error::NoSuchKey) => Ok(None),

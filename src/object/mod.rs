@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use futures_util::future::join_all;
 
-pub use body::{Body, BytesBody, ReaderBody};
+pub use body::{Body, BytesBody};
 pub use get::{ObjectReader, Range};
 pub use heal::HealReport;
 pub use list::{ListOptions, ListResult};

@@ -297,7 +297,7 @@ impl ObjectLayer {
             if i + 1 < parts.len() && part.size < MIN_PART_BYTES {
                 return Err(Error::EntityTooSmall(want.number));
             }
-            md5s.update(decode_hex(&part.etag).ok_or(Error::InvalidPart(want.number))?);
+            md5s.update(crate::hex::decode(&part.etag).ok_or(Error::InvalidPart(want.number))?);
             chosen.push(part.clone());
         }
         let etag = format!("{}-{}", hex(&md5s.finalize()), chosen.len());
@@ -437,11 +437,4 @@ impl ObjectLayer {
 
 async fn delete_everywhere(drives: &[crate::drive::DriveHandle], path: &str) {
     join_all(drives.iter().map(|d| d.delete(SYS_VOLUME, path, false))).await;
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }

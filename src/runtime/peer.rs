@@ -43,10 +43,6 @@ pub struct CoreDrive {
 }
 
 impl CoreDrive {
-    pub fn owner(&self) -> usize {
-        self.owner
-    }
-
     pub async fn call(&self, op: DriveOp) -> DriveResult<DriveReply> {
         let (tx, rx) = oneshot::channel();
         self.core.send(self.owner, CoreMsg::Drive { drive: self.drive, op, reply: tx }).await?;
