@@ -48,6 +48,10 @@ pub enum Error {
     InsufficientWriteQuorum { have: usize, need: usize },
     #[error("timed out waiting for a lock on the object; retry")]
     LockTimeout,
+    #[error("not enough nodes are reachable to lock the object ({have} of {need} needed)")]
+    NodeQuorum { have: usize, need: usize, write: bool },
+    #[error("the server is starting: its drives are not formatted or agreed on yet; retry shortly")]
+    NotInitialized,
     #[error("the request body could not be read: {0}")]
     ClientRead(String),
     #[error("internal error: {0}")]
@@ -121,6 +125,9 @@ impl Error {
             Error::InsufficientReadQuorum { .. } => "XMinioReadQuorum",
             Error::InsufficientWriteQuorum { .. } => "XMinioWriteQuorum",
             Error::LockTimeout => "SlowDown",
+            Error::NodeQuorum { write: true, .. } => "XMinioWriteQuorum",
+            Error::NodeQuorum { write: false, .. } => "XMinioReadQuorum",
+            Error::NotInitialized => "XMinioServerNotInitialized",
             Error::ClientRead(_) => "IncompleteBody",
             Error::Internal(_) => "InternalError",
             Error::HeadTooLarge => "RequestHeaderSectionTooLarge",
@@ -186,7 +193,11 @@ impl Error {
             Error::NoSuchBucket(_) | Error::NoSuchKey | Error::NoSuchUpload => 404,
             Error::BucketAlreadyExists(_) | Error::BucketNotEmpty(_) => 409,
             Error::InvalidRange { .. } => 416,
-            Error::InsufficientReadQuorum { .. } | Error::InsufficientWriteQuorum { .. } | Error::LockTimeout => 503,
+            Error::InsufficientReadQuorum { .. }
+            | Error::InsufficientWriteQuorum { .. }
+            | Error::LockTimeout
+            | Error::NodeQuorum { .. }
+            | Error::NotInitialized => 503,
             Error::Internal(_) => 500,
         }
     }

@@ -15,7 +15,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve S3 on the given drives (directories). Ellipses expand: /mnt/disk{1...4}.
+    /// Serve S3 on the given drives: directories (/mnt/disk{1...4}) for one node, or
+    /// http://host:port/path endpoints for a cluster (http://node{1...4}:9000/mnt/disk{1...4});
+    /// every node of a cluster gets the same arguments.
     Server {
         /// Address to listen on; ":9000" means every interface.
         #[arg(long, default_value = ":9000")]
@@ -32,7 +34,7 @@ enum Command {
         /// Domain for virtual-host style requests (bucket.DOMAIN); path style always works.
         #[arg(long)]
         domain: Option<String>,
-        /// Drive directories, e.g. /mnt/disk{1...4}.
+        /// Drive directories (/mnt/disk{1...4}) or cluster endpoints (http://node{1...4}:9000/mnt/disk1).
         #[arg(required = true)]
         drives: Vec<String>,
     },
@@ -100,7 +102,7 @@ fn main() -> ExitCode {
                 address: parse_address(&address)?,
                 cores,
                 parity,
-                drives: expand(&drives)?,
+                drives,
                 region,
                 domain: domain.map(|d| d.trim_start_matches('.').to_ascii_lowercase()),
             };

@@ -6,13 +6,14 @@ use std::cell::Cell;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_channel::oneshot;
 
 use crate::auth::{CredentialSource, Credentials};
 use crate::http::server::{accept_loop, bind};
-use crate::runtime::{Runtime, RuntimeConfig};
+use crate::runtime::{ClusterConfig, Runtime};
 use crate::s3::Frontend;
 
 /// Prints a line for the person at the terminal; a closed stdout (a service
@@ -31,16 +32,28 @@ pub struct ServerOptions {
     pub address: SocketAddr,
     pub cores: Option<usize>,
     pub parity: Option<usize>,
-    pub drives: Vec<PathBuf>,
+    /// Drive arguments as given: paths, or `http://host:port/path` endpoints.
+    pub drives: Vec<String>,
     pub region: String,
     pub domain: Option<String>,
+}
+
+/// What the main thread waits for.
+enum Event {
+    Signal(nix::sys::signal::Signal),
+    Agreed(Result<crate::drive::format::Formatted, String>),
+    Progress(String),
 }
 
 /// Runs until SIGINT or SIGTERM. Errors are messages for the person at the terminal.
 pub fn run(opts: ServerOptions) -> Result<(), String> {
     let (credentials, source) = Credentials::from_lookup(|k| std::env::var(k).ok())?;
+    let topology =
+        Arc::new(crate::config::topology::parse(&opts.drives, opts.parity, opts.address).map_err(|e| e.to_string())?);
+    let local_paths: Vec<PathBuf> =
+        topology.local_drives().iter().map(|d| topology.endpoints[*d].path.clone()).collect();
     let cores = opts.cores.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let fatal = crate::tune::fatal_problems(&opts.drives, cores);
+    let fatal = crate::tune::fatal_problems(&local_paths, cores);
     if !fatal.is_empty() {
         let list: Vec<String> = fatal.iter().map(|c| c.to_string()).collect();
         return Err(format!(
@@ -48,12 +61,29 @@ pub fn run(opts: ServerOptions) -> Result<(), String> {
             list.join("\n")
         ));
     }
-    // Signals are taken by this thread alone (sigwait below), never by executors.
+    // Signals are taken by one thread (sigwait), never by executors.
     let signals = shutdown_signals();
     signals.thread_block().map_err(|e| format!("cannot block signals: {e}"))?;
+    let (events, inbox) = std::sync::mpsc::channel::<Event>();
+    let to_main = events.clone();
+    std::thread::Builder::new()
+        .name("basalt-signals".into())
+        .spawn(move || {
+            while let Ok(sig) = signals.wait() {
+                if to_main.send(Event::Signal(sig)).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
     let fresh_start = Instant::now();
-    let rt = Runtime::start(RuntimeConfig { cores: opts.cores, drives: opts.drives.clone(), parity: opts.parity })
-        .map_err(|e| e.to_string())?;
+    let mut rt = if topology.distributed {
+        let key = crate::cluster::wire::cluster_key(&credentials.access_key, &credentials.secret_key);
+        Runtime::start_cluster(ClusterConfig { cores: opts.cores, topology: topology.clone(), key })
+    } else {
+        Runtime::start_topology(opts.cores, topology.clone())
+    }
+    .map_err(|e| e.to_string())?;
     let fe = Frontend { credentials: credentials.clone(), region: opts.region.clone(), domain: opts.domain.clone() };
     let fe = std::sync::Arc::new(fe);
     let mut stops = Vec::new();
@@ -90,9 +120,66 @@ pub fn run(opts: ServerOptions) -> Result<(), String> {
             Err(_) => return Err("an executor stopped during start".into()),
         }
     }
-    banner(&opts, &rt, &credentials, source, fresh_start);
-    let signal = signals.wait().map_err(|e| format!("waiting for signals: {e}"))?;
+    let mut stop_signal = None;
+    if topology.distributed {
+        say!(
+            "basalt {}: node {} of {} ({}), waiting for the other nodes",
+            env!("CARGO_PKG_VERSION"),
+            topology.local + 1,
+            topology.nodes.len(),
+            topology.nodes[topology.local].address()
+        );
+        let (agreed, progress) = (events.clone(), events.clone());
+        rt.spawn_on(0, move |ctx| async move {
+            let say = move |line: String| {
+                let _ = progress.send(Event::Progress(line));
+            };
+            let r = crate::cluster::bootstrap::agree(ctx, say).await;
+            let _ = agreed.send(Event::Agreed(r));
+        });
+        loop {
+            match inbox.recv() {
+                Ok(Event::Progress(line)) => say!("{line}"),
+                Ok(Event::Agreed(Ok(formatted))) => {
+                    rt.activate(formatted);
+                    break;
+                }
+                Ok(Event::Agreed(Err(e))) => {
+                    stop(stops, loops, rt);
+                    return Err(e);
+                }
+                Ok(Event::Signal(sig)) => {
+                    stop_signal = Some(sig);
+                    break;
+                }
+                Err(_) => return Err("the start-up agreement stopped".into()),
+            }
+        }
+        if stop_signal.is_none() {
+            rt.spawn_on(0, |ctx| async move { crate::object::heal_pass_after_start(ctx).await });
+        }
+    }
+    if stop_signal.is_none() {
+        banner(&opts, &rt, &credentials, source, fresh_start);
+    }
+    let signal = match stop_signal {
+        Some(s) => s,
+        None => loop {
+            match inbox.recv() {
+                Ok(Event::Signal(s)) => break s,
+                Ok(_) => continue,
+                Err(_) => return Err("the signal thread stopped".into()),
+            }
+        },
+    };
     say!("basalt: received {signal:?}, finishing requests in flight (at most {}s)", SHUTDOWN_GRACE.as_secs());
+    stop(stops, loops, rt);
+    say!("basalt: stopped");
+    Ok(())
+}
+
+/// Stops the accept loops, waits for requests in flight, stops the executors.
+fn stop(stops: Vec<oneshot::Sender<()>>, loops: Vec<crate::runtime::JobHandle<()>>, rt: Runtime) {
     for s in stops {
         let _ = s.send(());
     }
@@ -100,8 +187,6 @@ pub fn run(opts: ServerOptions) -> Result<(), String> {
         l.join();
     }
     rt.shutdown();
-    say!("basalt: stopped");
-    Ok(())
 }
 
 async fn accept_loop_until(
@@ -136,9 +221,19 @@ fn banner(opts: &ServerOptions, rt: &Runtime, creds: &Credentials, source: Crede
     say!("basalt {}", env!("CARGO_PKG_VERSION"));
     say!("Deployment: {}", rt.deployment_id());
     say!("Storage:    {}", layout.describe());
-    for (i, d) in opts.drives.iter().enumerate() {
+    let topo = rt.topology();
+    if topo.distributed {
+        say!(
+            "Cluster:    {} nodes, {} drives; this is node {} ({})",
+            topo.nodes.len(),
+            topo.endpoints.len(),
+            topo.local + 1,
+            topo.nodes[topo.local].address()
+        );
+    }
+    for &i in topo.local_drives() {
         let state = if rt.fresh_drives().contains(&i) { "online, formatted now" } else { "online" };
-        say!("  drive {:>2}: {} ({state})", i + 1, d.display());
+        say!("  drive {:>2}: {} ({state})", i + 1, topo.endpoints[i].path.display());
     }
     say!("S3 API:     {endpoint} (listening on {}, {} cores)", opts.address, rt.cores());
     match source {

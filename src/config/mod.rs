@@ -3,6 +3,7 @@
 //! canonicalisation for duplicate detection.
 
 pub mod ellipsis;
+pub mod topology;
 
 use std::path::PathBuf;
 

@@ -1,19 +1,21 @@
 //! [`DriveHandle`]: the one drive interface the object layer sees, with one
 //! variant per place a drive can live. Same core: a direct call. Another core:
-//! a message (`runtime::peer`). Another node: the cluster's remote drive will be
-//! the third variant, and nothing above this file will change.
+//! a message (`runtime::peer`). Another node: a request over the inter-node
+//! protocol (`cluster::RemoteDrive`). Nothing above this file knows which.
 
 use std::rc::Rc;
 
 use bytes::Bytes;
 
 use super::{DriveError, DriveOp, DriveReply, DriveResult, LocalDrive, LocalWriter};
+use crate::cluster::{RemoteDrive, RemoteWriter};
 use crate::runtime::peer::{CoreDrive, CoreWriter};
 
 #[derive(Clone)]
 pub enum DriveHandle {
     Local(Rc<LocalDrive>),
     Core(CoreDrive),
+    Remote(RemoteDrive),
 }
 
 impl DriveHandle {
@@ -21,6 +23,7 @@ impl DriveHandle {
         match self {
             DriveHandle::Local(d) => d.execute(op).await,
             DriveHandle::Core(d) => d.call(op).await,
+            DriveHandle::Remote(d) => d.call(op).await,
         }
     }
 
@@ -29,6 +32,16 @@ impl DriveHandle {
         match self {
             DriveHandle::Local(d) => Ok(ShardWriter::Local(d.create_file(volume, path).await?)),
             DriveHandle::Core(d) => Ok(ShardWriter::Core(d.create_file(volume, path).await?)),
+            DriveHandle::Remote(d) => Ok(ShardWriter::Remote(d.create_file(volume, path).await?)),
+        }
+    }
+
+    /// Whether the drive can be reached now: a drive of this node always can (its
+    /// own errors show per operation); another node's while its link is up.
+    pub fn is_online(&self) -> bool {
+        match self {
+            DriveHandle::Local(_) | DriveHandle::Core(_) => true,
+            DriveHandle::Remote(d) => d.is_online(),
         }
     }
 
@@ -79,6 +92,7 @@ pub(crate) fn unexpected(reply: &DriveReply) -> DriveError {
 pub enum ShardWriter {
     Local(LocalWriter),
     Core(CoreWriter),
+    Remote(RemoteWriter),
 }
 
 impl ShardWriter {
@@ -86,6 +100,7 @@ impl ShardWriter {
         match self {
             ShardWriter::Local(w) => w.write(&data).await,
             ShardWriter::Core(w) => w.write(data).await,
+            ShardWriter::Remote(w) => w.write(data).await,
         }
     }
 
@@ -94,6 +109,7 @@ impl ShardWriter {
         match self {
             ShardWriter::Local(w) => w.finish().await,
             ShardWriter::Core(w) => w.finish().await,
+            ShardWriter::Remote(w) => w.finish().await,
         }
     }
 }

@@ -32,17 +32,19 @@ const MAX_READ_BYTES: u64 = 8 << 20;
 pub struct LocalDrive {
     root: PathBuf,
     index: usize,
-    format: Format,
+    /// Known once the drives are formatted (at start-up; in a cluster, after the
+    /// nodes agreed); heal rewrites it on a wiped drive.
+    format: std::cell::RefCell<Option<Format>>,
 }
 
 impl LocalDrive {
-    pub fn open(root: PathBuf, index: usize, format: Format) -> LocalDrive {
+    pub fn open(root: PathBuf, index: usize, format: Option<Format>) -> LocalDrive {
         if let Ok(stat) = nix::sys::statfs::statfs(&root)
             && stat.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC
         {
             tracing::warn!(drive = %root.display(), "drive is on tmpfs: O_DIRECT is impossible there, using buffered I/O");
         }
-        LocalDrive { root, index, format }
+        LocalDrive { root, index, format: std::cell::RefCell::new(format) }
     }
 
     pub fn root(&self) -> &Path {
@@ -296,7 +298,7 @@ impl LocalDrive {
 
     async fn heal_volume(&self, volume: &str, created_ns: i64) -> DriveResult<()> {
         let root = self.root.clone();
-        let format = self.format.clone();
+        let format = self.format.borrow().clone().ok_or(DriveError::Offline)?;
         let dir = self.resolve(volume, "")?;
         blocking(move || {
             // A vanished root is an unmounted or pulled drive: never recreate it,
@@ -442,8 +444,12 @@ impl LocalDrive {
         Ok(LocalWriter { writer, written: 0 })
     }
 
-    pub fn format(&self) -> &Format {
-        &self.format
+    pub fn format(&self) -> Option<Format> {
+        self.format.borrow().clone()
+    }
+
+    pub fn set_format(&self, format: Format) {
+        *self.format.borrow_mut() = Some(format);
     }
 }
 

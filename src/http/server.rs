@@ -82,6 +82,21 @@ async fn serve_connection(
     stop: Rc<Cell<bool>>,
     busy: Rc<Cell<usize>>,
 ) {
+    // Another node speaks first with a preamble no HTTP request starts with.
+    let mut first = [0u8; 1];
+    let peeked = futures_lite::future::or(async { Some(stream.peek(&mut first).await) }, async {
+        glommio::timer::sleep(HEAD_TIMEOUT).await;
+        None
+    })
+    .await;
+    match peeked {
+        Some(Ok(1)) if first[0] == crate::cluster::wire::PREAMBLE[0] => {
+            crate::cluster::serve::serve(stream, ctx).await;
+            return;
+        }
+        Some(Ok(n)) if n > 0 => {}
+        _ => return,
+    }
     // Without TCP_NODELAY a small response waits ~40 ms on the client's delayed ACK.
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(READ_TIMEOUT));

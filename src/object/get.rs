@@ -200,8 +200,15 @@ impl ObjectReader {
             let reads = batch.iter().map(|&i| {
                 let source = &sources[i];
                 async move {
+                    let mut offline = false;
                     let framed = match source {
-                        ShardSource::File(d) => d.read_at(bucket, path, offset, framed_len).await.ok(),
+                        ShardSource::File(d) => match d.read_at(bucket, path, offset, framed_len).await {
+                            Ok(b) => Some(b),
+                            Err(e) => {
+                                offline = e == crate::drive::DriveError::Offline;
+                                None
+                            }
+                        },
                         ShardSource::Inline(bytes) => {
                             let start = offset as usize;
                             let stop = start + framed_len as usize;
@@ -211,20 +218,22 @@ impl ObjectReader {
                     };
                     let shard =
                         framed.filter(|f| verify_framed(f, shard_len).is_some()).map(|f| f.slice(BITROT_HASH_BYTES..));
-                    (i, shard)
+                    (i, shard, offline)
                 }
             });
             let results = join_all(reads).await;
-            for (i, shard) in results {
+            for (i, shard, offline) in results {
                 match shard {
                     Some(s) => {
                         shards[i] = Some(s);
                         good += 1;
                     }
                     None => {
-                        // Bitrot, truncation or a vanished file: never use this shard again.
+                        // Bitrot, truncation, a vanished file or a drive gone offline:
+                        // never use this shard again. Only damage is reported for healing;
+                        // an offline drive is healed by a pass when it returns.
                         self.sources[i] = ShardSource::Missing;
-                        self.damaged = true;
+                        self.damaged |= !offline;
                     }
                 }
             }

@@ -114,7 +114,7 @@ impl ObjectLayer {
     /// Set positions in shard order for `key` (shard i on position `[i]`).
     pub(crate) fn shard_positions(&self, set: &Set, key: &str) -> Vec<usize> {
         let n = set.drives.len();
-        let rot = (xxhash_rust::xxh3::xxh3_64_with_seed(key.as_bytes(), self.seed) % n as u64) as usize;
+        let rot = (xxhash_rust::xxh3::xxh3_64_with_seed(key.as_bytes(), self.seed.get()) % n as u64) as usize;
         (0..n).map(|i| (i + rot) % n).collect()
     }
 

@@ -14,6 +14,7 @@ mod multipart;
 pub mod names;
 mod put;
 mod quorum;
+mod scan;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
@@ -27,6 +28,7 @@ pub use get::{ObjectReader, Range};
 pub use heal::HealReport;
 pub use list::{ListOptions, ListResult};
 pub use multipart::{CompletePart, MultipartUpload, PartSummary};
+pub use scan::{HealSummary, heal_pass_after_start};
 
 use crate::config::Layout;
 use crate::drive::meta::ObjectMeta;
@@ -114,7 +116,10 @@ pub struct ObjectLayer {
     core: Rc<Core>,
     layout: Arc<Layout>,
     sets: Vec<Set>,
-    seed: u64,
+    /// Placement seed, from the deployment id; set when the drives are formatted.
+    seed: std::cell::Cell<u64>,
+    /// False until the drives are formatted (a cluster still agreeing at start).
+    ready: std::cell::Cell<bool>,
     heal_queue: RefCell<VecDeque<(String, String)>>,
     healing: std::cell::Cell<bool>,
 }
@@ -133,7 +138,9 @@ pub(crate) fn now_ns() -> i64 {
 }
 
 impl ObjectLayer {
-    pub fn new(core: Rc<Core>, layout: Arc<Layout>, deployment_id: &str) -> ObjectLayer {
+    /// An object layer; `deployment_id` is `None` until the drives are formatted,
+    /// and the layer refuses work until [`ObjectLayer::activate`].
+    pub fn new(core: Rc<Core>, layout: Arc<Layout>, deployment_id: Option<&str>) -> ObjectLayer {
         let sets = layout
             .sets
             .iter()
@@ -149,7 +156,8 @@ impl ObjectLayer {
             core,
             layout,
             sets,
-            seed: xxhash_rust::xxh3::xxh3_64(deployment_id.as_bytes()),
+            seed: std::cell::Cell::new(xxhash_rust::xxh3::xxh3_64(deployment_id.unwrap_or("").as_bytes())),
+            ready: std::cell::Cell::new(deployment_id.is_some()),
             heal_queue: RefCell::new(VecDeque::new()),
             healing: std::cell::Cell::new(false),
         }
@@ -157,6 +165,29 @@ impl ObjectLayer {
 
     pub fn layout(&self) -> &Layout {
         &self.layout
+    }
+
+    /// Starts serving once the drives carry deployment `deployment_id`.
+    pub fn activate(&self, deployment_id: &str) {
+        self.seed.set(xxhash_rust::xxh3::xxh3_64(deployment_id.as_bytes()));
+        self.ready.set(true);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.get()
+    }
+
+    /// Per set: drives reachable now, and the set's read and write quorum.
+    pub fn reachable(&self) -> Vec<(usize, usize, usize)> {
+        self.sets
+            .iter()
+            .map(|s| (s.drives.iter().filter(|d| d.is_online()).count(), s.read_quorum, s.write_quorum))
+            .collect()
+    }
+
+    /// Whether every set has enough reachable drives for writes (or reads).
+    pub fn has_quorum(&self, write: bool) -> bool {
+        self.ready.get() && self.reachable().iter().all(|(up, r, w)| up >= if write { w } else { r })
     }
 
     pub fn core(&self) -> &Rc<Core> {
@@ -167,7 +198,7 @@ impl ObjectLayer {
         if self.sets.len() == 1 {
             return 0;
         }
-        let mut h = xxhash_rust::xxh3::Xxh3::with_seed(self.seed);
+        let mut h = xxhash_rust::xxh3::Xxh3::with_seed(self.seed.get());
         h.update(bucket.as_bytes());
         h.update(b"/");
         h.update(key.as_bytes());
@@ -184,7 +215,15 @@ impl ObjectLayer {
     }
 
     pub(crate) async fn lock(&self, bucket: &str, key: &str, write: bool) -> Result<LockGuard> {
-        lock(&self.core, &format!("{bucket}/{key}"), write, LOCK_TIMEOUT).await
+        if !self.ready.get() {
+            return Err(Error::NotInitialized);
+        }
+        let key = format!("{bucket}/{key}");
+        if self.core.peers().is_empty() {
+            lock(&self.core, &key, write, LOCK_TIMEOUT).await
+        } else {
+            crate::cluster::lock(&self.core, &key, write, LOCK_TIMEOUT).await
+        }
     }
 
     // ---- buckets -------------------------------------------------------------

@@ -15,7 +15,7 @@ pub(crate) struct Found {
     pub meta: ObjectMeta,
     /// Per drive of the set (set order): its metadata and inline bytes, if readable.
     pub per_drive: Vec<Option<(ObjectMeta, Bytes)>>,
-    /// True when some drive lacks the chosen version or holds it damaged.
+    /// True when some reachable drive lacks the chosen version or holds it damaged.
     pub damaged: bool,
 }
 
@@ -34,6 +34,7 @@ pub(crate) async fn read_metas(set: &Set, bucket: &str, key: &str) -> Result<Fou
     let mut per_drive = Vec::with_capacity(results.len());
     let mut not_found = 0;
     let mut no_bucket = 0;
+    let mut offline = 0;
     for r in results {
         match r.and_then(|bytes| meta::decode(&bytes)) {
             Ok(m) => per_drive.push(Some(m)),
@@ -41,13 +42,14 @@ pub(crate) async fn read_metas(set: &Set, bucket: &str, key: &str) -> Result<Fou
                 match e {
                     DriveError::FileNotFound => not_found += 1,
                     DriveError::VolumeNotFound => no_bucket += 1,
+                    DriveError::Offline => offline += 1,
                     _ => {}
                 }
                 per_drive.push(None);
             }
         }
     }
-    pick(set, bucket, per_drive, not_found, no_bucket)
+    pick(set, bucket, per_drive, not_found, no_bucket, offline)
 }
 
 fn pick(
@@ -56,6 +58,7 @@ fn pick(
     per_drive: Vec<Option<(ObjectMeta, Bytes)>>,
     not_found: usize,
     no_bucket: usize,
+    offline: usize,
 ) -> Result<Found> {
     // Newest version first; a version counts when read quorum holds it.
     let mut best: Option<(&ObjectMeta, usize)> = None;
@@ -68,7 +71,9 @@ fn pick(
     match best {
         Some((m, votes)) => {
             let meta = m.clone();
-            Ok(Found { meta, damaged: votes < set.drives.len(), per_drive })
+            // Drives that are offline cannot be healed now; a heal pass finds
+            // them when they return.
+            Ok(Found { meta, damaged: votes + offline < set.drives.len(), per_drive })
         }
         None => {
             let answered = per_drive.iter().flatten().count() + not_found;

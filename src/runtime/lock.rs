@@ -5,11 +5,16 @@
 //! that gives up (timeout) or a holder that finishes sends `Release`; because one
 //! core's messages to another arrive in order, a release always finds the request
 //! it names, queued or granted, and nothing is ever held by a waiter that left.
+//!
+//! In a cluster the same table also holds locks for other nodes (`TryAcquire`):
+//! granted only when free at once, and only for a lease that the holder keeps
+//! refreshing; a lapsed lease is dropped, so a node that died holding a lock
+//! never wedges the key.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_channel::oneshot;
 
@@ -23,8 +28,29 @@ pub const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A message to the core that owns a key's lock.
 pub enum LockMsg {
-    Acquire { key: String, write: bool, holder: u64, reply: oneshot::Sender<()> },
-    Release { key: String, holder: u64 },
+    Acquire {
+        key: String,
+        write: bool,
+        holder: u64,
+        reply: oneshot::Sender<()>,
+    },
+    Release {
+        key: String,
+        holder: u64,
+    },
+    /// Another node's request: granted now (for `lease`) or refused, never queued.
+    TryAcquire {
+        key: String,
+        write: bool,
+        holder: u64,
+        lease: Duration,
+        reply: oneshot::Sender<bool>,
+    },
+    Refresh {
+        key: String,
+        holder: u64,
+        lease: Duration,
+    },
 }
 
 struct Waiter {
@@ -38,6 +64,31 @@ struct KeyState {
     readers: Vec<u64>,
     writer: Option<u64>,
     queue: VecDeque<Waiter>,
+    /// Holders from other nodes and when their lease lapses.
+    leases: Vec<(u64, Instant)>,
+}
+
+impl KeyState {
+    fn drop_holder(&mut self, holder: u64) {
+        if self.writer == Some(holder) {
+            self.writer = None;
+        }
+        self.readers.retain(|h| *h != holder);
+        self.leases.retain(|(h, _)| *h != holder);
+    }
+
+    /// Drops holders whose lease lapsed; true if any did.
+    fn expire(&mut self, now: Instant) -> bool {
+        let lapsed: Vec<u64> = self.leases.iter().filter(|(_, t)| *t <= now).map(|(h, _)| *h).collect();
+        for h in &lapsed {
+            self.drop_holder(*h);
+        }
+        !lapsed.is_empty()
+    }
+
+    fn idle(&self) -> bool {
+        self.writer.is_none() && self.readers.is_empty() && self.queue.is_empty()
+    }
 }
 
 /// The locks owned by one core.
@@ -58,18 +109,54 @@ impl LockTable {
             LockMsg::Release { key, holder } => {
                 let mut keys = self.keys.borrow_mut();
                 if let Some(state) = keys.get_mut(&key) {
-                    if state.writer == Some(holder) {
-                        state.writer = None;
-                    }
-                    state.readers.retain(|h| *h != holder);
+                    state.drop_holder(holder);
                     state.queue.retain(|w| w.holder != holder);
                     grant(state);
-                    if state.writer.is_none() && state.readers.is_empty() && state.queue.is_empty() {
+                    if state.idle() {
                         keys.remove(&key);
                     }
                 }
             }
+            LockMsg::TryAcquire { key, write, holder, lease, reply } => {
+                let mut keys = self.keys.borrow_mut();
+                let state = keys.entry(key.clone()).or_default();
+                state.expire(Instant::now());
+                let free = state.queue.is_empty() && state.writer.is_none() && (!write || state.readers.is_empty());
+                // A requester that already left gets nothing held for it.
+                if reply.send(free).is_ok() && free {
+                    if write {
+                        state.writer = Some(holder);
+                    } else {
+                        state.readers.push(holder);
+                    }
+                    state.leases.push((holder, Instant::now() + lease));
+                }
+                if state.idle() {
+                    keys.remove(&key);
+                }
+            }
+            LockMsg::Refresh { key, holder, lease } => {
+                if let Some(state) = self.keys.borrow_mut().get_mut(&key) {
+                    for (h, t) in state.leases.iter_mut() {
+                        if *h == holder {
+                            *t = Instant::now() + lease;
+                        }
+                    }
+                }
+            }
         }
+    }
+
+    /// Drops lapsed leases and wakes whoever waited on them.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        let mut keys = self.keys.borrow_mut();
+        keys.retain(|_, state| {
+            if state.expire(now) {
+                grant(state);
+            }
+            !state.idle()
+        });
     }
 
     /// Keys with a holder or a waiter (for tests and metrics).
@@ -102,12 +189,25 @@ pub struct LockGuard {
     owner: usize,
     key: String,
     holder: u64,
+    /// In a cluster: the other nodes' grants, released with this guard.
+    pub(crate) remote: Option<crate::cluster::RemoteHold>,
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
+        drop(self.remote.take());
         let msg = LockMsg::Release { key: std::mem::take(&mut self.key), holder: self.holder };
         self.core.send_lock(self.owner, msg);
+    }
+}
+
+impl LockGuard {
+    pub fn holder(&self) -> u64 {
+        self.holder
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
     }
 }
 
@@ -117,7 +217,7 @@ pub async fn lock(core: &Rc<Core>, key: &str, write: bool, timeout: Duration) ->
     let holder = core.next_lock_holder();
     let (tx, rx) = oneshot::channel();
     core.send_lock(owner, LockMsg::Acquire { key: key.to_string(), write, holder, reply: tx });
-    let guard = LockGuard { core: core.clone(), owner, key: key.to_string(), holder };
+    let guard = LockGuard { core: core.clone(), owner, key: key.to_string(), holder, remote: None };
     let granted = futures_lite::future::or(async { rx.await.is_ok() }, async {
         glommio::timer::sleep(timeout).await;
         false

@@ -16,13 +16,16 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_channel::mpsc;
 use futures_util::StreamExt;
 use glommio::channels::channel_mesh::{MeshBuilder, Senders};
 use glommio::{LocalExecutorBuilder, Placement};
 
+use crate::cluster::{ClusterCtx, Peer, RemoteDrive};
 use crate::config::Layout;
+use crate::config::topology::{self, Topology};
 use crate::drive::{DriveError, DriveHandle, LocalDrive, format};
 use crate::object::ObjectLayer;
 use lock::{LockMsg, LockTable};
@@ -42,13 +45,27 @@ pub struct RuntimeConfig {
     pub parity: Option<usize>,
 }
 
+/// What a cluster node's runtime needs to start; the drives' format is agreed
+/// with the other nodes afterwards ([`Runtime::bootstrap`]).
+#[derive(Clone)]
+pub struct ClusterConfig {
+    pub cores: Option<usize>,
+    pub topology: Arc<Topology>,
+    /// Derived from the root credentials; proves membership to other nodes.
+    pub key: ring::hmac::Key,
+}
+
 /// Why the runtime could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("{0}")]
     Config(#[from] crate::config::ConfigError),
     #[error("{0}")]
+    Topology(#[from] topology::TopologyError),
+    #[error("{0}")]
     Format(#[from] format::FormatError),
+    #[error("{0}")]
+    Bootstrap(String),
     #[error("cannot start executor {core}: {why}")]
     Executor { core: usize, why: String },
 }
@@ -57,11 +74,15 @@ pub enum StartError {
 pub struct Core {
     id: usize,
     cores: usize,
+    topology: Arc<Topology>,
+    /// This node's drives owned by this core, by global drive index.
     drives: HashMap<usize, Rc<LocalDrive>>,
     senders: Senders<CoreMsg>,
     locks: LockTable,
     lock_seq: Cell<u64>,
-    lock_seed: u64,
+    /// Links to the other nodes (empty on a single node).
+    peers: Vec<Rc<Peer>>,
+    cluster: Option<Rc<ClusterCtx>>,
 }
 
 impl Core {
@@ -77,12 +98,53 @@ impl Core {
         self.drives.get(&index)
     }
 
-    /// The handle through which this core reaches drive `index`.
+    pub fn topology(&self) -> &Arc<Topology> {
+        &self.topology
+    }
+
+    pub fn cluster(&self) -> Option<&Rc<ClusterCtx>> {
+        self.cluster.as_ref()
+    }
+
+    /// Links to the other nodes of the cluster.
+    pub fn peers(&self) -> &[Rc<Peer>] {
+        &self.peers
+    }
+
+    /// The handle through which this core reaches drive `index` (global): this
+    /// core's own, another core's of this node, or another node's.
     pub fn drive_handle(self: &Rc<Self>, index: usize) -> DriveHandle {
-        match self.drives.get(&index) {
-            Some(d) => DriveHandle::Local(d.clone()),
-            None => DriveHandle::Core(CoreDrive { core: self.clone(), owner: index % self.cores, drive: index }),
+        if let Some(d) = self.drives.get(&index) {
+            return DriveHandle::Local(d.clone());
         }
+        match self.topology.local_slot(index) {
+            Some(slot) => DriveHandle::Core(CoreDrive { core: self.clone(), owner: slot % self.cores, drive: index }),
+            None => {
+                let node = self.topology.endpoints[index].node;
+                match self.peers.iter().find(|p| p.node == node) {
+                    Some(peer) => DriveHandle::Remote(RemoteDrive { peer: peer.clone(), drive: index }),
+                    None => unreachable!("every other node has a link"),
+                }
+            }
+        }
+    }
+
+    /// Another node asks for a lock: granted if free now, for `lease`.
+    pub async fn try_lock_for_peer(self: &Rc<Self>, key: String, write: bool, holder: u64, lease: Duration) -> bool {
+        let owner = self.lock_owner(&key);
+        let (tx, rx) = futures_channel::oneshot::channel();
+        self.send_lock(owner, LockMsg::TryAcquire { key, write, holder, lease, reply: tx });
+        rx.await.unwrap_or(false)
+    }
+
+    pub fn release_for_peer(self: &Rc<Self>, key: String, holder: u64) {
+        let owner = self.lock_owner(&key);
+        self.send_lock(owner, LockMsg::Release { key, holder });
+    }
+
+    pub fn refresh_for_peer(self: &Rc<Self>, key: String, holder: u64, lease: Duration) {
+        let owner = self.lock_owner(&key);
+        self.send_lock(owner, LockMsg::Refresh { key, holder, lease });
     }
 
     async fn send(&self, to: usize, msg: CoreMsg) -> Result<(), DriveError> {
@@ -90,13 +152,14 @@ impl Core {
     }
 
     fn lock_owner(&self, key: &str) -> usize {
-        (xxhash_rust::xxh3::xxh3_64_with_seed(key.as_bytes(), self.lock_seed) % self.cores as u64) as usize
+        (xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % self.cores as u64) as usize
     }
 
     fn next_lock_holder(&self) -> u64 {
         let seq = self.lock_seq.get() + 1;
         self.lock_seq.set(seq);
-        ((self.id as u64) << 48) | seq
+        // Unique across the cluster: node, core, sequence.
+        ((self.topology.local as u64) << 56) | ((self.id as u64) << 48) | (seq & ((1 << 48) - 1))
     }
 
     fn send_lock(self: &Rc<Self>, owner: usize, msg: LockMsg) {
@@ -133,30 +196,80 @@ type Job = Box<dyn FnOnce(Rc<CoreCtx>) -> Pin<Box<dyn Future<Output = ()>>> + Se
 pub struct Runtime {
     jobs: Vec<mpsc::UnboundedSender<Job>>,
     threads: Vec<glommio::ExecutorJoinHandle<()>>,
-    layout: Arc<Layout>,
-    formatted: format::Formatted,
+    topology: Arc<Topology>,
+    /// Known once the drives are formatted and agreed on.
+    formatted: Option<format::Formatted>,
 }
 
+/// How often a core drops other nodes' lapsed lock leases.
+const LEASE_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
 impl Runtime {
-    /// Formats or verifies the drives, cleans interrupted writes, and starts the
-    /// executors. Returns once every core is ready to serve.
+    /// A single node on local drives: formats or verifies them, cleans
+    /// interrupted writes, and starts the executors, ready to serve.
     pub fn start(config: RuntimeConfig) -> Result<Runtime, StartError> {
-        let layout = Arc::new(crate::config::layout(&config.drives, config.parity)?);
-        let formatted = format::load_or_format(&config.drives, layout.set_size)?;
-        for root in &config.drives {
-            match format::clean_tmp(root) {
-                Ok(0) => {}
-                Ok(n) => {
-                    tracing::info!(drive = %root.display(), entries = n, "removed leftovers of interrupted writes")
-                }
-                Err(e) => tracing::warn!(drive = %root.display(), error = %e, "cannot clean the temp folder"),
-            }
+        let layout = crate::config::layout(&config.drives, config.parity)?;
+        let endpoints = config
+            .drives
+            .iter()
+            .map(|p| topology::Endpoint { node: 0, path: p.clone(), text: p.display().to_string() })
+            .collect();
+        let nodes =
+            vec![topology::NodeInfo { host: "localhost".into(), port: 0, drives: (0..config.drives.len()).collect() }];
+        let topology = Arc::new(Topology { endpoints, nodes, local: 0, layout, fingerprint: 0, distributed: false });
+        Runtime::start_topology(config.cores, topology)
+    }
+
+    /// A single node described by a topology of local drives.
+    pub fn start_topology(cores: Option<usize>, topology: Arc<Topology>) -> Result<Runtime, StartError> {
+        let roots: Vec<PathBuf> = topology.endpoints.iter().map(|e| e.path.clone()).collect();
+        let formatted = format::load_or_format(&roots, topology.layout.set_size)?;
+        clean_tmp(&roots);
+        Runtime::launch(cores, topology, Some(formatted), None)
+    }
+
+    /// A cluster node: starts the executors and the links to the other nodes;
+    /// nothing is served until [`Runtime::bootstrap`] and [`Runtime::activate`].
+    pub fn start_cluster(config: ClusterConfig) -> Result<Runtime, StartError> {
+        for &d in config.topology.local_drives() {
+            let root = &config.topology.endpoints[d].path;
+            std::fs::create_dir_all(root).map_err(|e| format::FormatError::Drive {
+                path: root.clone(),
+                why: format!("cannot create the directory: {e}"),
+            })?;
         }
+        Runtime::launch(config.cores, config.topology, None, Some(config.key))
+    }
+
+    /// Waits until the cluster's drives are agreed on (see `cluster::bootstrap`).
+    pub fn bootstrap(&self, say: impl Fn(String) + Send + 'static) -> Result<format::Formatted, StartError> {
+        self.run_on(0, move |ctx| async move { crate::cluster::bootstrap::agree(ctx, say).await })
+            .map_err(StartError::Bootstrap)
+    }
+
+    /// Starts serving on drives of deployment `formatted`.
+    pub fn activate(&mut self, formatted: format::Formatted) {
+        let roots: Vec<PathBuf> =
+            self.topology.local_drives().iter().map(|d| self.topology.endpoints[*d].path.clone()).collect();
+        clean_tmp(&roots);
+        for core in 0..self.cores() {
+            let f = formatted.clone();
+            self.run_on(core, move |ctx| async move { activate_core(&ctx, &f) });
+        }
+        self.formatted = Some(formatted);
+    }
+
+    fn launch(
+        cores: Option<usize>,
+        topology: Arc<Topology>,
+        formatted: Option<format::Formatted>,
+        key: Option<ring::hmac::Key>,
+    ) -> Result<Runtime, StartError> {
         raise_limits();
+        let layout = Arc::new(topology.layout.clone());
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let cores = config.cores.unwrap_or(cpus).max(1);
+        let cores = cores.unwrap_or(cpus).max(1);
         let mesh = MeshBuilder::<CoreMsg, _>::full(cores, MESH_CHANNEL_DEPTH);
-        let lock_seed = xxhash_rust::xxh3::xxh3_64(formatted.deployment_id.as_bytes());
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
         let mut jobs = Vec::with_capacity(cores);
         let mut threads = Vec::with_capacity(cores);
@@ -165,9 +278,10 @@ impl Runtime {
             jobs.push(job_tx);
             let mesh = mesh.clone();
             let layout = layout.clone();
+            let topology = topology.clone();
             let formatted = formatted.clone();
             let ready = ready_tx.clone();
-            let roots = config.drives.clone();
+            let key = key.clone();
             let handle = LocalExecutorBuilder::new(Placement::Fixed(id % cpus))
                 .name(&format!("basalt-core-{id}"))
                 .spawn(move || async move {
@@ -175,20 +289,33 @@ impl Runtime {
                         let _ = ready.send(Err("cannot join the cross-core mesh".into()));
                         return;
                     };
-                    let drives = roots
+                    let drives = topology
+                        .local_drives()
                         .iter()
                         .enumerate()
-                        .filter(|(i, _)| i % cores == id)
-                        .map(|(i, root)| (i, Rc::new(LocalDrive::open(root.clone(), i, formatted.formats[i].clone()))))
+                        .filter(|(slot, _)| slot % cores == id)
+                        .map(|(_, &d)| {
+                            let format = formatted.as_ref().map(|f| f.formats[d].clone());
+                            (d, Rc::new(LocalDrive::open(topology.endpoints[d].path.clone(), d, format)))
+                        })
                         .collect();
+                    let cluster = key.map(|k| ClusterCtx::new(id, topology.local, k, topology.fingerprint));
+                    let peers: Vec<Rc<Peer>> = match &cluster {
+                        Some(c) => {
+                            topology.peers().map(|n| Peer::new(n, topology.nodes[n].address(), c.clone())).collect()
+                        }
+                        None => Vec::new(),
+                    };
                     let core = Rc::new(Core {
                         id,
                         cores,
+                        topology: topology.clone(),
                         drives,
                         senders,
                         locks: LockTable::default(),
                         lock_seq: Cell::new(0),
-                        lock_seed,
+                        peers,
+                        cluster,
                     });
                     for (_, rx) in receivers.streams() {
                         let core = core.clone();
@@ -199,7 +326,21 @@ impl Runtime {
                         })
                         .detach();
                     }
-                    let objects = Rc::new(ObjectLayer::new(core.clone(), layout, &formatted.deployment_id));
+                    if core.cluster.is_some() {
+                        for p in core.peers() {
+                            crate::cluster::watch(p);
+                        }
+                        let c = core.clone();
+                        glommio::spawn_local(async move {
+                            loop {
+                                glommio::timer::sleep(LEASE_SWEEP_INTERVAL).await;
+                                c.locks.sweep();
+                            }
+                        })
+                        .detach();
+                    }
+                    let deployment = formatted.as_ref().map(|f| f.deployment_id.as_str());
+                    let objects = Rc::new(ObjectLayer::new(core.clone(), layout, deployment));
                     let ctx = Rc::new(CoreCtx { core, objects });
                     let _ = ready.send(Ok(()));
                     while let Some(job) = job_rx.next().await {
@@ -217,7 +358,7 @@ impl Runtime {
                 Err(_) => return Err(StartError::Executor { core, why: "executor exited during start".into() }),
             }
         }
-        Ok(Runtime { jobs, threads, layout, formatted })
+        Ok(Runtime { jobs, threads, topology, formatted })
     }
 
     pub fn cores(&self) -> usize {
@@ -225,16 +366,21 @@ impl Runtime {
     }
 
     pub fn layout(&self) -> &Layout {
-        &self.layout
+        &self.topology.layout
     }
 
+    pub fn topology(&self) -> &Arc<Topology> {
+        &self.topology
+    }
+
+    /// Empty until the drives are agreed on.
     pub fn deployment_id(&self) -> &str {
-        &self.formatted.deployment_id
+        self.formatted.as_ref().map_or("", |f| f.deployment_id.as_str())
     }
 
     /// Drives that had no format at start and were formatted (new or replaced).
     pub fn fresh_drives(&self) -> &[usize] {
-        &self.formatted.fresh
+        self.formatted.as_ref().map_or(&[], |f| f.fresh.as_slice())
     }
 
     /// Starts `f` on executor `core`; the returned handle yields its result.
@@ -285,6 +431,29 @@ impl<T> JobHandle<T> {
     pub fn join(self) -> T {
         assert!(self.sent, "executor is gone");
         self.rx.recv().expect("the job was dropped: its executor stopped or the job panicked")
+    }
+}
+
+/// Points every local drive and the object layer of one core at the agreed format.
+fn activate_core(ctx: &CoreCtx, formatted: &format::Formatted) {
+    for (d, drive) in &ctx.core.drives {
+        drive.set_format(formatted.formats[*d].clone());
+    }
+    if let Some(c) = &ctx.core.cluster {
+        *c.deployment.borrow_mut() = formatted.deployment_id.clone();
+    }
+    ctx.objects.activate(&formatted.deployment_id);
+}
+
+/// Empties the temp folders of these drives: leftovers of interrupted writes.
+fn clean_tmp(roots: &[PathBuf]) {
+    for root in roots {
+        match format::clean_tmp(root) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(drive = %root.display(), entries = n, "removed leftovers of interrupted writes"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(drive = %root.display(), error = %e, "cannot clean the temp folder"),
+        }
     }
 }
 

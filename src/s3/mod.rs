@@ -120,6 +120,9 @@ async fn admit(ctx: &Rc<CoreCtx>, fe: &Frontend, req: &Request) -> Result<Admitt
     if let Some(r) = health(ctx, req, &path).await {
         return Ok(Admitted::Answered(r));
     }
+    if !ctx.objects.is_ready() {
+        return Err(Error::NotInitialized);
+    }
     let query = parse_query(&req.raw_query)?;
     let vhost = host_bucket(req, fe.domain.as_deref());
     // A browser form upload carries its authorisation (a signed policy) in the
@@ -141,20 +144,23 @@ async fn admit(ctx: &Rc<CoreCtx>, fe: &Frontend, req: &Request) -> Result<Admitt
     Ok(Admitted::Operation(target, payload))
 }
 
-/// `/minio/health/live` and `/minio/health/ready`: no authentication, as load
-/// balancers probe them.
+/// Health endpoints, unauthenticated as load balancers probe them:
+/// `/minio/health/live` (the process serves HTTP), `/minio/health/ready` and
+/// `/minio/health/cluster` (this node can reach write quorum of every set), and
+/// `/minio/health/cluster/read` (read quorum).
 async fn health(ctx: &Rc<CoreCtx>, req: &Request, path: &str) -> Option<Response> {
     if req.method != "GET" && req.method != "HEAD" {
         return None;
     }
-    match path {
-        "/minio/health/live" => Some(Response::new(200)),
-        "/minio/health/ready" | "/minio/health/cluster" => {
-            let ok = ctx.objects.list_buckets().await.is_ok();
-            Some(Response::new(if ok { 200 } else { 503 }))
-        }
-        _ => None,
-    }
+    let ok = match path {
+        "/minio/health/live" => return Some(Response::new(200)),
+        "/minio/health/ready" | "/minio/health/cluster" => ctx.objects.has_quorum(true),
+        "/minio/health/cluster/read" => ctx.objects.has_quorum(false),
+        _ => return None,
+    };
+    // A single node also checks its drives answer; a cluster node's links say it.
+    let ok = ok && (ctx.core.cluster().is_some() || ctx.objects.list_buckets().await.is_ok());
+    Some(Response::new(if ok { 200 } else { 503 }))
 }
 
 /// Checks the request's signature; anonymous requests are refused.
