@@ -1,6 +1,7 @@
 //! basalt: an S3-compatible, erasure-coded object store on a thread-per-core
 //! runtime. See ARCHITECTURE.md for the map of this crate.
 
+pub mod admin;
 pub mod auth;
 pub mod cluster;
 pub mod config;

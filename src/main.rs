@@ -43,11 +43,69 @@ enum Command {
         #[arg(required = true)]
         drives: Vec<String>,
     },
+    /// Ask a running node about the cluster, or have it heal.
+    Admin {
+        #[command(subcommand)]
+        what: AdminCommand,
+    },
     /// Check this machine for running basalt (reads only, changes nothing).
     Tune {
         #[command(subcommand)]
         what: TuneCommand,
     },
+}
+
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// The node to ask, e.g. http://127.0.0.1:9000 (any node of the cluster).
+    #[arg(long, default_value = "http://127.0.0.1:9000")]
+    endpoint: String,
+    /// Root access key; default from BASALT_ROOT_USER (or MINIO_ROOT_USER).
+    #[arg(long)]
+    access_key: Option<String>,
+    /// Root secret key; default from BASALT_ROOT_PASSWORD (or MINIO_ROOT_PASSWORD).
+    #[arg(long)]
+    secret_key: Option<String>,
+    /// Region the node was started with.
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+    /// Print the node's JSON answer instead of the report.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Nodes, drives (state, free space), erasure sets and quorum. Exits 1 when
+    /// the cluster lacks read or write quorum.
+    Info(AdminArgs),
+    /// Check every object and rebuild missing or damaged shards; prints what was
+    /// fixed. Exits 1 when some object could not be healed.
+    Heal(AdminArgs),
+}
+
+fn admin(what: AdminCommand) -> ExitCode {
+    let (args, heal) = match what {
+        AdminCommand::Info(a) => (a, false),
+        AdminCommand::Heal(a) => (a, true),
+    };
+    let creds = basalt::auth::Credentials::from_lookup(|k| std::env::var(k).ok()).ok().map(|(c, _)| c);
+    let access_key = args.access_key.or_else(|| creds.as_ref().map(|c| c.access_key.clone()));
+    let secret_key = args.secret_key.or_else(|| creds.as_ref().map(|c| c.secret_key.clone()));
+    let (Some(access_key), Some(secret_key)) = (access_key, secret_key) else {
+        eprintln!("basalt: give --access-key and --secret-key, or set BASALT_ROOT_USER and BASALT_ROOT_PASSWORD");
+        return ExitCode::from(2);
+    };
+    let target = basalt::admin::AdminTarget { endpoint: args.endpoint, access_key, secret_key, region: args.region };
+    let result = if heal { basalt::admin::heal(&target, args.json) } else { basalt::admin::info(&target, args.json) };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("basalt: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -120,6 +178,7 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Command::Admin { what } => return admin(what),
         Command::Layout { drives } => expand(&drives).and_then(|d| {
             let l = basalt::config::layout(&d, None).map_err(|e| e.to_string())?;
             println!("{}", l.describe());

@@ -7,11 +7,13 @@
 //!   cross-core: a drive operation sent to the node that owns the drive.
 //! - [`lock`]: object locks held by a quorum of nodes, with leases.
 //! - [`bootstrap`]: start-up agreement on the drives' format.
+//! - [`info`]: the state of nodes, drives and sets, for `admin info` and the console.
 //!
 //! Links belong to executors like client connections do: every core has its own
 //! link to every other node, and the accepting core serves what arrives on it.
 
 pub mod bootstrap;
+pub mod info;
 pub mod peer;
 pub mod serve;
 pub mod wire;
@@ -33,14 +35,19 @@ use wire::{Request, Response};
 /// them: enough to keep its drive busy, little enough to bound its memory.
 pub const STREAM_WINDOW_CHUNKS: usize = 4;
 /// How long another node holds a lock for us without hearing from us.
-pub const LOCK_LEASE: Duration = Duration::from_secs(15);
+pub const LOCK_LEASE: Duration = Duration::from_secs(10);
 /// How often a held lock's lease is renewed.
-const LOCK_REFRESH: Duration = Duration::from_secs(5);
+const LOCK_REFRESH: Duration = Duration::from_secs(3);
 /// How long one lock request to one node may take.
 const LOCK_CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// Waits between rounds of a contended lock grow from the first to the last.
 const LOCK_RETRY_MIN: Duration = Duration::from_millis(2);
 const LOCK_RETRY_MAX: Duration = Duration::from_millis(100);
+
+/// A repeated refusal of the same address is logged at most this often.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
+/// Addresses remembered for that; beyond it the memory starts over.
+const REFUSALS_TRACKED: usize = 1024;
 
 /// What every link of one core needs to know; one per core.
 pub struct ClusterCtx {
@@ -52,11 +59,35 @@ pub struct ClusterCtx {
     pub fingerprint: u64,
     /// Empty until the drives are formatted.
     pub deployment: RefCell<String>,
+    /// When a refusal was last logged, per remote address: a stranger that
+    /// keeps knocking is logged once a minute, not on every attempt.
+    refusals_logged: RefCell<std::collections::HashMap<String, Instant>>,
 }
 
 impl ClusterCtx {
     pub fn new(core: usize, node: usize, key: ring::hmac::Key, fingerprint: u64) -> Rc<ClusterCtx> {
-        Rc::new(ClusterCtx { core, node, key, fingerprint, deployment: RefCell::new(String::new()) })
+        Rc::new(ClusterCtx {
+            core,
+            node,
+            key,
+            fingerprint,
+            deployment: RefCell::new(String::new()),
+            refusals_logged: RefCell::new(std::collections::HashMap::new()),
+        })
+    }
+
+    /// Whether a refusal concerning `who` should be logged now.
+    pub fn log_refusal(&self, who: &str) -> bool {
+        let mut logged = self.refusals_logged.borrow_mut();
+        let now = Instant::now();
+        if logged.get(who).is_some_and(|t| now.duration_since(*t) < REFUSAL_LOG_INTERVAL) {
+            return false;
+        }
+        if logged.len() >= REFUSALS_TRACKED {
+            logged.clear();
+        }
+        logged.insert(who.to_string(), now);
+        true
     }
 }
 

@@ -78,11 +78,20 @@ pub struct Peer {
     conn: RefCell<Option<Rc<Conn>>>,
     /// When the node was last seen going down (None while up or never seen).
     down_since: Cell<Option<Instant>>,
+    /// Whether the link was ever up (to tell "connected" from "back online").
+    was_up: Cell<bool>,
 }
 
 impl Peer {
     pub fn new(node: usize, address: String, cluster: Rc<ClusterCtx>) -> Rc<Peer> {
-        Rc::new(Peer { node, address, cluster, conn: RefCell::new(None), down_since: Cell::new(None) })
+        Rc::new(Peer {
+            node,
+            address,
+            cluster,
+            conn: RefCell::new(None),
+            down_since: Cell::new(None),
+            was_up: Cell::new(false),
+        })
     }
 
     pub fn address(&self) -> &str {
@@ -156,7 +165,7 @@ impl Peer {
                     backoff = BACKOFF_MIN;
                     *self.conn.borrow_mut() = Some(conn);
                     if self.cluster.core == 0 {
-                        match self.down_since.take() {
+                        match self.down_since.take().filter(|_| self.was_up.get()) {
                             Some(t) => tracing::info!(
                                 node = %self.address,
                                 after_s = t.elapsed().as_secs(),
@@ -166,10 +175,13 @@ impl Peer {
                         }
                     }
                     self.down_since.set(None);
+                    self.was_up.set(true);
                 }
                 Err(e) => {
                     if let WireError::Refused(why) = &e {
-                        tracing::warn!(node = %self.address, %why, "node refused this node");
+                        if self.cluster.log_refusal(&format!("{} {why}", self.address)) {
+                            tracing::warn!(node = %self.address, %why, "cannot join node");
+                        }
                     } else {
                         tracing::debug!(node = %self.address, error = %e, "cannot reach node");
                     }

@@ -23,7 +23,7 @@ use super::wire::{self, DriveStatus, Frame, Kind, Request, Response, WireError};
 use super::{ClusterCtx, STREAM_WINDOW_CHUNKS};
 use crate::drive::format::{self, Format};
 use crate::drive::{DriveError, DriveHandle, DriveOp, DriveReply};
-use crate::runtime::CoreCtx;
+use crate::runtime::{CoreCtx, spawn_guarded};
 
 /// One item of a shard stream on its way to the drive.
 enum StreamItem {
@@ -46,7 +46,10 @@ pub async fn serve(mut stream: TcpStream, ctx: Rc<CoreCtx>) {
     match shook {
         Some(Ok(node)) => tracing::debug!(%from, node, "node connected"),
         Some(Err(WireError::Refused(why))) => {
-            tracing::warn!(%from, %why, "refused a connection from another node");
+            let ip = from.rsplit_once(':').map_or(from.as_str(), |(ip, _)| ip);
+            if cluster.log_refusal(&format!("{ip} {why}")) {
+                tracing::warn!(%from, %why, "refused a connection from another node");
+            }
             return;
         }
         Some(Err(e)) => {
@@ -89,13 +92,13 @@ pub async fn serve(mut stream: TcpStream, ctx: Rc<CoreCtx>) {
                 if let Request::CreateFile { drive, volume, path } = req {
                     let (tx, rx) = mpsc::channel(STREAM_WINDOW_CHUNKS);
                     streams.borrow_mut().insert(id, tx);
-                    glommio::spawn_local(receive_file(ctx, out, id, drive as usize, volume, path, rx)).detach();
+                    let receiving = receive_file(ctx, out, id, drive as usize, volume, path, rx);
+                    spawn_guarded("inter-node shard stream", receiving);
                 } else {
-                    glommio::spawn_local(async move {
+                    spawn_guarded("inter-node request", async move {
                         let resp = handle(&ctx, req).await;
                         let _ = out.send(Frame::message(id, Kind::Response, &resp)).await;
-                    })
-                    .detach();
+                    });
                 }
             }
             Kind::Chunk => {

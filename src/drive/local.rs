@@ -374,7 +374,7 @@ impl LocalDrive {
     /// Replaces `path` durably: write a temp file, fdatasync, rename, fsync the directory.
     async fn write_atomic(&self, path: &Path, data: &[u8]) -> DriveResult<()> {
         let tmp = self.tmp_file();
-        let file = DmaFile::create(&tmp).await.map_err(|e| match DriveError::from_glommio(e) {
+        let file = create_dma(&tmp).await.map_err(|e| match DriveError::from_glommio(e) {
             DriveError::FileNotFound => DriveError::Offline,
             other => other,
         })?;
@@ -417,7 +417,7 @@ impl LocalDrive {
     /// Opens a file for streaming writes (shard files), creating its directory.
     pub async fn create_file(&self, volume: &str, path: &str) -> DriveResult<LocalWriter> {
         let path = self.resolve(volume, path)?;
-        let file = match DmaFile::create(&path).await {
+        let file = match create_dma(&path).await {
             Ok(f) => f,
             Err(e) => match DriveError::from_glommio(e) {
                 DriveError::FileNotFound => {
@@ -432,7 +432,7 @@ impl LocalDrive {
                     })
                     .await
                     .map_err(|e| if e == DriveError::FileNotFound { DriveError::Offline } else { e })?;
-                    DmaFile::create(&path).await.map_err(DriveError::from_glommio)?
+                    create_dma(&path).await.map_err(DriveError::from_glommio)?
                 }
                 other => return self.note::<LocalWriter>(Err(other)),
             },
@@ -450,6 +450,28 @@ impl LocalDrive {
 
     pub fn set_format(&self, format: Format) {
         *self.format.borrow_mut() = Some(format);
+    }
+}
+
+/// `DmaFile::create`, except that a file removed while it is being opened (a
+/// write abandoned and cleaned up by another request at that moment) is an
+/// error: glommio unwraps a `statfs` of the new file's path, which panics then.
+async fn create_dma(path: &Path) -> Result<DmaFile, glommio::GlommioError<()>> {
+    unpanicked(DmaFile::create(path)).await
+}
+
+/// `DmaFile::open`, with the same guard as [`create_dma`].
+async fn open_dma(path: &Path) -> Result<DmaFile, glommio::GlommioError<()>> {
+    unpanicked(DmaFile::open(path)).await
+}
+
+async fn unpanicked(
+    open: impl std::future::Future<Output = Result<DmaFile, glommio::GlommioError<()>>>,
+) -> Result<DmaFile, glommio::GlommioError<()>> {
+    use futures_util::FutureExt;
+    match std::panic::AssertUnwindSafe(open).catch_unwind().await {
+        Ok(r) => r,
+        Err(_) => Err(glommio::GlommioError::IoError(std::io::Error::from(std::io::ErrorKind::NotFound))),
     }
 }
 
@@ -492,7 +514,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Se
 
 /// Reads `len` bytes at `offset` (or the whole file) with direct I/O.
 async fn read_range(path: &Path, offset: u64, len: Option<u64>) -> DriveResult<Bytes> {
-    let file = DmaFile::open(path).await.map_err(DriveError::from_glommio)?;
+    let file = open_dma(path).await.map_err(DriveError::from_glommio)?;
     let result = async {
         let len = match len {
             Some(l) => l,

@@ -120,6 +120,7 @@ pub struct ObjectLayer {
     seed: std::cell::Cell<u64>,
     /// False until the drives are formatted (a cluster still agreeing at start).
     ready: std::cell::Cell<bool>,
+    deployment_id: RefCell<String>,
     heal_queue: RefCell<VecDeque<(String, String)>>,
     healing: std::cell::Cell<bool>,
 }
@@ -158,6 +159,7 @@ impl ObjectLayer {
             sets,
             seed: std::cell::Cell::new(xxhash_rust::xxh3::xxh3_64(deployment_id.unwrap_or("").as_bytes())),
             ready: std::cell::Cell::new(deployment_id.is_some()),
+            deployment_id: RefCell::new(deployment_id.unwrap_or("").to_string()),
             heal_queue: RefCell::new(VecDeque::new()),
             healing: std::cell::Cell::new(false),
         }
@@ -170,7 +172,13 @@ impl ObjectLayer {
     /// Starts serving once the drives carry deployment `deployment_id`.
     pub fn activate(&self, deployment_id: &str) {
         self.seed.set(xxhash_rust::xxh3::xxh3_64(deployment_id.as_bytes()));
+        *self.deployment_id.borrow_mut() = deployment_id.to_string();
         self.ready.set(true);
+    }
+
+    /// Empty until the drives are formatted.
+    pub fn deployment_id(&self) -> String {
+        self.deployment_id.borrow().clone()
     }
 
     pub fn is_ready(&self) -> bool {

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{ListOptions, ObjectLayer};
 use crate::drive::DriveOp;
@@ -19,7 +19,7 @@ use crate::runtime::CoreCtx;
 const START_PASS_WAIT: Duration = Duration::from_secs(60);
 
 /// What a heal pass did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealSummary {
     pub buckets: usize,
     pub objects_scanned: usize,

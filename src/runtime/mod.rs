@@ -321,7 +321,7 @@ impl Runtime {
                         let core = core.clone();
                         glommio::spawn_local(async move {
                             while let Some(msg) = rx.recv().await {
-                                glommio::spawn_local(peer::serve(core.clone(), msg)).detach();
+                                spawn_guarded("cross-core request", peer::serve(core.clone(), msg));
                             }
                         })
                         .detach();
@@ -432,6 +432,18 @@ impl<T> JobHandle<T> {
         assert!(self.sent, "executor is gone");
         self.rx.recv().expect("the job was dropped: its executor stopped or the job panicked")
     }
+}
+
+/// Spawns a task on this core whose panic (a bug) costs only that task, never
+/// the executor and everything else it serves.
+pub fn spawn_guarded(what: &'static str, task: impl Future<Output = ()> + 'static) {
+    use futures_util::FutureExt;
+    glommio::spawn_local(async move {
+        if std::panic::AssertUnwindSafe(task).catch_unwind().await.is_err() {
+            tracing::error!(task = what, "a task panicked; it was stopped and the core goes on");
+        }
+    })
+    .detach();
 }
 
 /// Points every local drive and the object layer of one core at the agreed format.

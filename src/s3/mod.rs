@@ -4,6 +4,7 @@
 //! Operations are grouped by what they act on: [`service`] (buckets),
 //! [`object`] (objects), [`multipart`] (uploads).
 
+mod admin;
 mod body;
 mod checksum;
 mod multipart;
@@ -201,6 +202,9 @@ async fn route(
 ) -> Result<Response, Error> {
     let objects = &ctx.objects;
     let m = req.method.as_str();
+    if admin::is_admin(&t.bucket, &t.key) {
+        return admin::route(ctx, m, &t.key).await;
+    }
     if t.bucket.is_empty() {
         return match m {
             "GET" => service::list_buckets(objects, fe).await,
