@@ -38,8 +38,12 @@ enum Command {
         #[arg(required = true)]
         drives: Vec<String>,
     },
-    /// Print how the drives would be grouped into erasure sets, and exit.
+    /// Print how the drives (paths or cluster endpoints, as for `server`) would be
+    /// grouped into erasure sets, and exit.
     Layout {
+        /// Parity shards per erasure set, as for `server`.
+        #[arg(long)]
+        parity: Option<usize>,
         #[arg(required = true)]
         drives: Vec<String>,
     },
@@ -179,11 +183,11 @@ fn main() -> ExitCode {
             };
         }
         Command::Admin { what } => return admin(what),
-        Command::Layout { drives } => expand(&drives).and_then(|d| {
-            let l = basalt::config::layout(&d, None).map_err(|e| e.to_string())?;
-            println!("{}", l.describe());
-            Ok(())
-        }),
+        Command::Layout { drives, parity } => {
+            basalt::config::topology::parse_as(&drives, parity, None).map_err(|e| e.to_string()).map(|t| {
+                println!("{}", t.describe());
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

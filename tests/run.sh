@@ -44,3 +44,5 @@ cargo build --benches --locked
 cargo build --locked
 cargo test --locked --lib --bins --tests
 python3 -m pytest -q tests/clients tests/tuning
+# The cluster suite has its own harness (tests/cluster/cluster_harness.py).
+python3 -m pytest -q tests/cluster

@@ -80,6 +80,21 @@ impl Topology {
         self.local_drives().iter().position(|d| *d == drive)
     }
 
+    /// Sets, nodes and drives, for a person (`basalt layout`).
+    pub fn describe(&self) -> String {
+        let mut out = self.layout.describe();
+        if self.distributed {
+            out.push_str(&format!(" on {} nodes", self.nodes.len()));
+        }
+        for (i, set) in self.layout.sets.iter().enumerate() {
+            out.push_str(&format!("\nset {}:", i + 1));
+            for d in set {
+                out.push_str(&format!("\n  drive {:>3}  {}", d + 1, self.endpoints[*d].text));
+            }
+        }
+        out
+    }
+
     /// Nodes other than this one.
     pub fn peers(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.nodes.len()).filter(move |n| *n != self.local)
@@ -124,6 +139,12 @@ pub enum TopologyError {
 
 /// Parses the drive arguments as the server does.
 pub fn parse(args: &[String], parity: Option<usize>, listen: SocketAddr) -> Result<Topology, TopologyError> {
+    parse_as(args, parity, Some(listen))
+}
+
+/// Parses the drive arguments; without `listen` no node is this process (node 1
+/// stands in), which is how `basalt layout` shows a cluster from anywhere.
+pub fn parse_as(args: &[String], parity: Option<usize>, listen: Option<SocketAddr>) -> Result<Topology, TopologyError> {
     let pools = args.iter().filter(|a| a.contains('{')).count();
     if pools > 1 {
         return Err(TopologyError::Pools(pools));
@@ -189,8 +210,12 @@ pub fn parse(args: &[String], parity: Option<usize>, listen: SocketAddr) -> Resu
     let layout = layout_with(total, set_size, parity)?;
     let nodes: Vec<NodeInfo> =
         nodes.into_iter().zip(node_drives).map(|((host, port, _), drives)| NodeInfo { host, port, drives }).collect();
-    let local =
-        nodes.iter().position(|n| is_this_node(&n.host, n.port, listen)).ok_or(TopologyError::NotMine(listen))?;
+    let local = match listen {
+        Some(listen) => {
+            nodes.iter().position(|n| is_this_node(&n.host, n.port, listen)).ok_or(TopologyError::NotMine(listen))?
+        }
+        None => 0,
+    };
     let fingerprint = fingerprint(&expanded, parity);
     Ok(Topology { endpoints, nodes, local, layout, fingerprint, distributed: true })
 }
