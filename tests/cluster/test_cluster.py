@@ -343,3 +343,28 @@ def test_admin_heal_rebuilds_deleted_shards(cluster_factory):
     assert "1 healed" in r.stdout, r.stdout
     assert sorted(c.shard_files(2, "fix", "x")) and all(os.path.getsize(f) > 0 for f in c.shard_files(2, "fix", "x"))
     assert sha(c.s3(3).get_object(Bucket="fix", Key="x")["Body"].read()) == sha(data)
+
+
+def test_formatted_cluster_restarts_with_a_node_missing(cluster_factory):
+    c = cluster_factory(4, 1).start()
+    s3 = c.s3(0)
+    s3.create_bucket(Bucket="again")
+    written = put_all(s3, "again", sizes=[7, 2 * MiB])
+    # A clean stop of every node: each exits 0.
+    for n in range(4):
+        c.procs[n].terminate()
+    for n in range(4):
+        assert c.procs[n].wait(timeout=30) == 0, c.log(n)
+        c.procs[n] = None
+    # Three come back; the fourth stays away. They serve without it.
+    c.start(0, 1, 2)
+    for n in range(3):
+        check_all(c.s3(n), "again", written)
+    c.s3(2).put_object(Bucket="again", Key="without-4", Body=b"x" * 10)
+    # The fourth returns later and catches up.
+    c.start(3)
+    deadline = time.time() + 30
+    while time.time() < deadline and not c.shard_files(3, "again", "without-4"):
+        time.sleep(0.5)
+    assert c.shard_files(3, "again", "without-4")
+    check_all(c.s3(3), "again", written)
