@@ -1,0 +1,93 @@
+"""What the console tests share: the real-server harness of tests/clients (loaded
+under its own module name, so two conftest modules never collide), and small
+HTTP helpers that speak to the console API like a browser would."""
+
+import http.client
+import importlib.util
+import json
+import os
+import shutil
+import urllib.parse
+
+_CLIENTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "clients", "conftest.py")
+_spec = importlib.util.spec_from_file_location("basalt_client_harness", _CLIENTS)
+clients = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(clients)
+
+Server = clients.Server
+ACCESS_KEY = clients.ACCESS_KEY
+SECRET_KEY = clients.SECRET_KEY
+client_for = clients.client_for
+free_port = clients.free_port
+ROOT = clients.ROOT
+ARTIFACTS = os.path.join(ROOT, "tests", "artifacts")
+
+
+def start_server(env=None, **kwargs):
+    """A started server; `env` adds environment variables for it alone."""
+    saved = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        return Server(**kwargs).start()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def stop_server(server):
+    server.stop()
+    shutil.rmtree(server.dir, ignore_errors=True)
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers  # list of (lower-case name, value)
+        self.body = body
+
+    def header(self, name):
+        return next((v for n, v in self.headers if n == name.lower()), None)
+
+    def all(self, name):
+        return [v for n, v in self.headers if n == name.lower()]
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def call(port, method, path, body=None, headers=None, cookie=None, csrf=None):
+    """One request on a fresh connection (urllib would follow redirects)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    h = dict(headers or {})
+    if cookie:
+        h["Cookie"] = cookie
+    if csrf:
+        h["X-Basalt-CSRF"] = csrf
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body).encode()
+        h.setdefault("Content-Type", "application/json")
+    try:
+        conn.request(method, path, body=body, headers=h)
+        r = conn.getresponse()
+        return Response(r.status, [(n.lower(), v) for n, v in r.getheaders()], r.read())
+    finally:
+        conn.close()
+
+
+def login(port, access=ACCESS_KEY, secret=SECRET_KEY):
+    """Logs in; returns (response, cookie header value or None, csrf token or None)."""
+    r = call(port, "POST", "/console/api/login", {"accessKey": access, "secretKey": secret})
+    cookie = None
+    for value in r.all("set-cookie"):
+        first = value.split(";", 1)[0]
+        if first.startswith("basalt_console="):
+            cookie = first
+    csrf = r.json().get("csrf") if r.status == 200 else None
+    return r, cookie, csrf
+
+
+def quote_key(key):
+    return urllib.parse.quote(key, safe="/")
