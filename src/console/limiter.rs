@@ -35,9 +35,22 @@ pub struct Limiter {
     table: Mutex<HashMap<IpAddr, Failures>>,
 }
 
+/// The address failures are counted against: an IPv6 client is its /64, since
+/// one host is typically given a whole /64 and could otherwise rotate addresses.
+fn client(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
+        v4 => v4,
+    }
+}
+
 impl Limiter {
     /// How long `addr` must still wait before its next attempt, if at all.
     pub fn wait(&self, addr: IpAddr, now: Instant) -> Option<Duration> {
+        let addr = client(addr);
         let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         let f = table.get(&addr)?;
         (f.blocked_until > now).then(|| f.blocked_until - now)
@@ -45,6 +58,7 @@ impl Limiter {
 
     /// Records a failed attempt; returns the wait it imposes (zero for the free ones).
     pub fn failed(&self, addr: IpAddr, now: Instant) -> Duration {
+        let addr = client(addr);
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         if !table.contains_key(&addr) && table.len() >= MAX_TRACKED_ADDRESSES {
             table.retain(|_, f| now.duration_since(f.last) < FORGET_AFTER);
@@ -67,7 +81,7 @@ impl Limiter {
 
     /// A successful login clears the address's record.
     pub fn succeeded(&self, addr: IpAddr) {
-        self.table.lock().unwrap_or_else(|p| p.into_inner()).remove(&addr);
+        self.table.lock().unwrap_or_else(|p| p.into_inner()).remove(&client(addr));
     }
 
     #[cfg(test)]
@@ -113,6 +127,15 @@ mod tests {
         assert_eq!(l.wait(a, t0), Some(FIRST_DELAY));
         assert_eq!(l.wait(a, t0 + FIRST_DELAY), None);
         assert_eq!(l.wait(b, t0), None);
+        // One IPv6 /64 is one client; an IPv4-mapped address is the IPv4 one.
+        let v6a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let v6b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        for _ in 0..=FREE_FAILURES {
+            l.failed(v6a, t0);
+        }
+        assert_eq!(l.wait(v6b, t0), Some(FIRST_DELAY));
+        assert_eq!(l.wait("2001:db8:1:3::1".parse().unwrap(), t0), None);
+        assert_eq!(l.wait("::ffff:10.0.0.1".parse().unwrap(), t0), Some(FIRST_DELAY));
         // Success forgets; so does a long quiet spell.
         l.succeeded(a);
         assert_eq!(l.failed(a, t0), Duration::ZERO);

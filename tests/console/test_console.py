@@ -160,6 +160,9 @@ def test_console_end_to_end(server, s3, browser, downloads, artifacts, tmp_path)
     dropped = s3.get_object(Bucket="e2e-photos", Key="docs/dropped.txt")
     assert (dropped["Body"].read(), dropped["ContentType"]) == (b"dropped by drag and drop", "text/plain")
     s3.delete_object(Bucket="e2e-photos", Key="docs/dropped.txt")
+    wait(d, lambda d: d.find_element(By.ID, "clear-uploads").is_displayed(), what="clear button")
+    d.find_element(By.ID, "clear-uploads").click()
+    assert not css(d, "#uploads li")
 
     # Browse: back to the bucket's root, then into the prefix again.
     css(d, "#crumbs li:nth-child(2) a")[0].click()

@@ -25,8 +25,10 @@
   const PAGE_SIZE = 100;
   // Keys per DeleteObjects request (S3's limit).
   const DELETE_BATCH = 1000;
-  // Keys counted per bucket on the bucket page: one listing page, so it stays cheap.
+  // Keys counted per bucket on the bucket page: one listing page, so it stays cheap;
+  // and only for the first buckets listed.
   const STATS_KEYS = 1000;
+  const STATS_BUCKETS = 100;
   const CLUSTER_POLL_MS = 5000;
   const BUCKET_NAME = /^(?!\d+\.\d+\.\d+\.\d+$)(?!xn--)(?!.*-s3alias$)(?!.*\.\.)(?!.*\.-)(?!.*-\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 
@@ -155,8 +157,12 @@
         }))));
     }
     // Counts after the table is shown, one bucket at a time: cheap on the server.
-    for (const [name, count, size] of cells) {
+    for (const [i, [name, count, size]] of cells.entries()) {
       if (state.view !== 'buckets') return;
+      if (i >= STATS_BUCKETS) {
+        count.textContent = size.textContent = '—';
+        continue;
+      }
       try {
         const q = new URLSearchParams({ bucket: name, recursive: '1', max: String(STATS_KEYS) });
         const page = await B.json('GET', `/console/api/objects?${q}`);
@@ -393,6 +399,7 @@
       item.cancel = cancel;
       item.row = el('li', { attrs: { 'data-upload': key } }, el('span', { class: 'upload-name', text: key }), progress, status, cancel);
       $('uploads').append(item.row);
+      $('clear-uploads').hidden = true;
       state.uploadQueue.push(item);
     }
     pumpUploads();
@@ -405,7 +412,10 @@
       upload(item).finally(() => {
         state.uploadsActive--;
         pumpUploads();
-        if (state.uploadsActive === 0 && state.uploadQueue.length === 0 && state.view === 'objects') loadObjects();
+        if (state.uploadsActive === 0 && state.uploadQueue.length === 0) {
+          $('clear-uploads').hidden = false;
+          if (state.view === 'objects') loadObjects();
+        }
       });
     }
   }
@@ -686,6 +696,10 @@
     });
     $('folder-dialog').addEventListener('close', createFolder);
     $('delete-selected').addEventListener('click', deleteSelected);
+    $('clear-uploads').addEventListener('click', () => {
+      for (const li of document.querySelectorAll('#uploads li.done, #uploads li.failed')) li.remove();
+      $('clear-uploads').hidden = true;
+    });
     $('refresh').addEventListener('click', () => { clearError(); loadObjects(); });
     $('select-all').addEventListener('change', selectAll);
     $('prev-page').addEventListener('click', () => {
