@@ -246,6 +246,15 @@ def test_console_end_to_end(server, s3, browser, downloads, artifacts, tmp_path)
     d.find_element(By.ID, "confirm-ok").click()
     wait(d, lambda d: "not empty" in d.find_element(By.ID, "error-banner").text, what="not empty")
 
+    # Usable on a narrow screen: the page never scrolls sideways.
+    d.set_window_size(390, 844)
+    d.get(base + "/console/#/b/e2e-photos/docs%2F")
+    wait(d, lambda d: "docs/big.bin" in row_key_cells(d), what="narrow object page")
+    assert d.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    assert in_row(d, "docs/big.bin", "a[download]").is_displayed()
+    d.save_screenshot(os.path.join(artifacts, "console-narrow.png"))
+    d.set_window_size(1280, 900)
+
     # No script error anywhere along the way.
     errors = [e for e in d.get_log("browser") if e["level"] == "SEVERE" and e.get("source") == "javascript"]
     assert not errors, errors
