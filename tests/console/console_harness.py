@@ -1,13 +1,21 @@
 """What the console tests share: the real-server harness of tests/clients (loaded
-under its own module name, so two conftest modules never collide), and small
-HTTP helpers that speak to the console API like a browser would."""
+under its own module name), fixtures (a server, boto3, headless Chromium driven
+through chromedriver from Debian's packages), and small HTTP helpers that speak
+to the console API like a browser would.
+
+There is deliberately no conftest.py here: tests/clients import names from
+`conftest`, and a second conftest module would shadow theirs when pytest runs
+both folders. Test modules import the fixtures they use from this file."""
 
 import http.client
 import importlib.util
 import json
 import os
 import shutil
+import tempfile
 import urllib.parse
+
+import pytest
 
 _CLIENTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "clients", "conftest.py")
 _spec = importlib.util.spec_from_file_location("basalt_client_harness", _CLIENTS)
@@ -91,3 +99,55 @@ def login(port, access=ACCESS_KEY, secret=SECRET_KEY):
 
 def quote_key(key):
     return urllib.parse.quote(key, safe="/")
+
+
+CHROMIUM = os.environ.get("BASALT_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("BASALT_CHROMEDRIVER", "/usr/bin/chromedriver")
+
+
+@pytest.fixture
+def server():
+    s = start_server()
+    yield s
+    stop_server(s)
+
+
+@pytest.fixture
+def s3(server):
+    return client_for(server.endpoint)
+
+
+@pytest.fixture
+def artifacts():
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture
+def downloads():
+    d = tempfile.mkdtemp(prefix="basalt-console-downloads-")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def browser(downloads):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    # CI runs as root, where Chromium's sandbox cannot start.
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900",
+                "--disable-gpu", "--no-first-run"):
+        options.add_argument(arg)
+    options.add_experimental_option("prefs", {
+        "download.default_directory": downloads,
+        "download.prompt_for_download": False,
+    })
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": downloads})
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()

@@ -14,7 +14,7 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from console_harness import ACCESS_KEY, SECRET_KEY
+from console_harness import ACCESS_KEY, SECRET_KEY, artifacts, browser, downloads, s3, server  # noqa: F401 (fixtures)
 
 MiB = 1 << 20
 SMALL_BYTES = 1 * MiB + 7

@@ -12,7 +12,7 @@ import botocore.auth
 import botocore.awsrequest
 import botocore.credentials
 
-from console_harness import (
+from console_harness import (  # noqa: F401 (s3 and server are fixtures)
     ACCESS_KEY,
     SECRET_KEY,
     call,
@@ -20,6 +20,8 @@ from console_harness import (
     free_port,
     login,
     quote_key,
+    s3,
+    server,
     start_server,
     stop_server,
 )
@@ -69,7 +71,8 @@ def test_csrf_token_required_on_state_changes(server, s3):
     _, cookie, csrf = login(server.port)
     r = call(server.port, "PUT", "/console/api/s3/csrf-test", b"", cookie=cookie)
     assert r.status == 403 and "CSRF" in r.json()["message"]
-    r = call(server.port, "PUT", "/console/api/s3/csrf-test", b"", cookie=cookie, csrf="A" + csrf[1:])
+    wrong = ("B" if csrf[0] == "A" else "A") + csrf[1:]
+    r = call(server.port, "PUT", "/console/api/s3/csrf-test", b"", cookie=cookie, csrf=wrong)
     assert r.status == 403
     assert call(server.port, "POST", "/console/api/logout", b"", cookie=cookie).status == 403
     share = {"bucket": "csrf-test", "key": "k", "expiresSecs": 60}
