@@ -35,8 +35,14 @@ def start_server(env=None, **kwargs):
     """A started server; `env` adds environment variables for it alone."""
     saved = {k: os.environ.get(k) for k in (env or {})}
     os.environ.update(env or {})
+    server = Server(**kwargs)
     try:
-        return Server(**kwargs).start()
+        return server.start()
+    except RuntimeError:
+        # A server that did not come up must not outlive the test.
+        server.kill()
+        shutil.rmtree(server.dir, ignore_errors=True)
+        raise
     finally:
         for k, v in saved.items():
             if v is None:
