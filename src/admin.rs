@@ -84,6 +84,7 @@ fn call(t: &AdminTarget, method: &str, path: &str) -> Result<Vec<u8>, String> {
             ("x-amz-date".into(), amz_date.clone()),
         ],
         http10: false,
+        peer: None,
     };
     let signed = sigv4::sign_request(
         &req,

@@ -99,6 +99,13 @@ pub enum Error {
     RequestTimeout,
     #[error("not enough drives have room for the write")]
     StorageFull,
+    // ---- web console ----
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("too many failed attempts; try again in {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u64 },
+    #[error("not found")]
+    NotFound,
 }
 
 impl Error {
@@ -151,6 +158,9 @@ impl Error {
             Error::MalformedPost(_) => "MalformedPOSTRequest",
             Error::RequestTimeout => "RequestTimeout",
             Error::StorageFull => "XMinioStorageFull",
+            Error::Unauthorized(_) => "Unauthorized",
+            Error::TooManyRequests { .. } => "TooManyRequests",
+            Error::NotFound => "NotFound",
         }
     }
 
@@ -190,6 +200,9 @@ impl Error {
             Error::NotModified => 304,
             Error::NotImplemented(_) => 501,
             Error::StorageFull => 507,
+            Error::Unauthorized(_) => 401,
+            Error::TooManyRequests { .. } => 429,
+            Error::NotFound => 404,
             Error::NoSuchBucket(_) | Error::NoSuchKey | Error::NoSuchUpload => 404,
             Error::BucketAlreadyExists(_) | Error::BucketNotEmpty(_) => 409,
             Error::InvalidRange { .. } => 416,

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod drive;
 pub mod erasure;
 pub mod error;

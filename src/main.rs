@@ -34,6 +34,9 @@ enum Command {
         /// Domain for virtual-host style requests (bucket.DOMAIN); path style always works.
         #[arg(long)]
         domain: Option<String>,
+        /// Also serve the web console (only the console) on this address, e.g. ":9001".
+        #[arg(long)]
+        console_address: Option<String>,
         /// Drive directories (/mnt/disk{1...4}) or cluster endpoints (http://node{1...4}:9000/mnt/disk1).
         #[arg(required = true)]
         drives: Vec<String>,
@@ -134,9 +137,9 @@ fn expand(args: &[String]) -> Result<Vec<PathBuf>, String> {
     Ok(out)
 }
 
-fn parse_address(a: &str) -> Result<SocketAddr, String> {
+fn parse_address(flag: &str, a: &str) -> Result<SocketAddr, String> {
     let full = if a.starts_with(':') { format!("0.0.0.0{a}") } else { a.to_string() };
-    full.parse().map_err(|_| format!("--address {a:?} is not HOST:PORT (for example :9000 or 127.0.0.1:9000)"))
+    full.parse().map_err(|_| format!("{flag} {a:?} is not HOST:PORT (for example :9000 or 127.0.0.1:9000)"))
 }
 
 fn tune_check(drives: &[PathBuf], cores: Option<usize>) -> ExitCode {
@@ -159,14 +162,15 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Server { address, cores, parity, region, domain, drives } => (|| {
+        Command::Server { address, cores, parity, region, domain, console_address, drives } => (|| {
             let opts = basalt::server::ServerOptions {
-                address: parse_address(&address)?,
+                address: parse_address("--address", &address)?,
                 cores,
                 parity,
                 drives,
                 region,
                 domain: domain.map(|d| d.trim_start_matches('.').to_ascii_lowercase()),
+                console_address: console_address.map(|a| parse_address("--console-address", &a)).transpose()?,
             };
             if opts.cores == Some(0) {
                 return Err("--cores must be at least 1".to_string());

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use futures_channel::oneshot;
 
 use crate::auth::{CredentialSource, Credentials};
+use crate::console::{self, Console};
 use crate::http::server::{accept_loop, bind};
 use crate::runtime::{ClusterConfig, Runtime};
 use crate::s3::Frontend;
@@ -36,6 +37,8 @@ pub struct ServerOptions {
     pub drives: Vec<String>,
     pub region: String,
     pub domain: Option<String>,
+    /// A second listener that serves only the web console.
+    pub console_address: Option<SocketAddr>,
 }
 
 /// What the main thread waits for.
@@ -52,6 +55,7 @@ pub fn run(opts: ServerOptions) -> Result<(), String> {
         Arc::new(crate::config::topology::parse(&opts.drives, opts.parity, opts.address).map_err(|e| e.to_string())?);
     let local_paths: Vec<PathBuf> =
         topology.local_drives().iter().map(|d| topology.endpoints[*d].path.clone()).collect();
+    let session_ttl_secs = crate::console::session::ttl_from_lookup(|k| std::env::var(k).ok())?;
     let cores = opts.cores.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let fatal = crate::tune::fatal_problems(&local_paths, cores);
     if !fatal.is_empty() {
@@ -84,7 +88,25 @@ pub fn run(opts: ServerOptions) -> Result<(), String> {
         Runtime::start_topology(opts.cores, topology.clone())
     }
     .map_err(|e| e.to_string())?;
-    let fe = Frontend { credentials: credentials.clone(), region: opts.region.clone(), domain: opts.domain.clone() };
+    // Sessions are signed with a key every node derives alike (same keys, same
+    // arguments), so a load balancer may send a browser to any node.
+    let console = Console::new(
+        &credentials,
+        &format!("{:016x}", topology.fingerprint),
+        console::Settings {
+            session_ttl_secs,
+            endpoint: endpoint(opts.address),
+            drives: topology.endpoints.iter().map(|e| e.text.clone()).collect(),
+            s3_port: opts.address.port(),
+        },
+    );
+    let fe = Frontend {
+        credentials: credentials.clone(),
+        region: opts.region.clone(),
+        domain: opts.domain.clone(),
+        console: std::sync::Arc::new(console),
+        console_only: false,
+    };
     let fe = std::sync::Arc::new(fe);
     let mut stops = Vec::new();
     let mut loops = Vec::new();
@@ -92,7 +114,7 @@ pub fn run(opts: ServerOptions) -> Result<(), String> {
     for core in 0..rt.cores() {
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         stops.push(stop_tx);
-        let (fe, bound, addr) = (fe.clone(), bound_tx.clone(), opts.address);
+        let (fe, bound, addr, console_addr) = (fe.clone(), bound_tx.clone(), opts.address, opts.console_address);
         loops.push(rt.spawn_on(core, move |ctx| async move {
             let listener = match bind(addr) {
                 Ok(l) => l,
@@ -101,10 +123,21 @@ pub fn run(opts: ServerOptions) -> Result<(), String> {
                     return;
                 }
             };
+            let console_listener = match console_addr.map(bind) {
+                None => None,
+                Some(Ok(l)) => Some(l),
+                Some(Err(e)) => {
+                    let _ = bound.send(Err(format!(
+                        "cannot listen on {} (--console-address): {e}",
+                        console_addr.unwrap_or(addr)
+                    )));
+                    return;
+                }
+            };
             let _ = bound.send(Ok(()));
             let fe = Rc::new(Frontend::clone(&fe));
             let stopping = Rc::new(Cell::new(false));
-            let busy = accept_loop_until(listener, ctx, fe, stopping.clone(), stop_rx).await;
+            let busy = accept_loop_until(listener, console_listener, ctx, fe, stopping.clone(), stop_rx).await;
             // Let requests in flight finish, within the grace period.
             let deadline = Instant::now() + SHUTDOWN_GRACE;
             while busy.get() > 0 && Instant::now() < deadline {
@@ -191,14 +224,22 @@ fn stop(stops: Vec<oneshot::Sender<()>>, loops: Vec<crate::runtime::JobHandle<()
 
 async fn accept_loop_until(
     listener: glommio::net::TcpListener,
+    console_listener: Option<glommio::net::TcpListener>,
     ctx: Rc<crate::runtime::CoreCtx>,
     fe: Rc<Frontend>,
     stopping: Rc<Cell<bool>>,
     stop: oneshot::Receiver<()>,
 ) -> Rc<Cell<usize>> {
     let busy = Rc::new(Cell::new(0usize));
-    let serving = accept_loop(listener, ctx, fe, stopping.clone(), busy.clone());
-    futures_lite::future::or(serving, async {
+    let console_fe = Rc::new(Frontend { console_only: true, ..Frontend::clone(&fe) });
+    let serving = accept_loop(listener, ctx.clone(), fe, stopping.clone(), busy.clone());
+    let console = async {
+        match console_listener {
+            Some(l) => accept_loop(l, ctx, console_fe, stopping.clone(), busy.clone()).await,
+            None => futures_lite::future::pending().await,
+        }
+    };
+    futures_lite::future::or(futures_lite::future::or(serving, console), async {
         let _ = stop.await;
     })
     .await;
@@ -213,11 +254,15 @@ fn shutdown_signals() -> nix::sys::signal::SigSet {
     set
 }
 
+/// `host:port` a person on this machine can reach `addr` at.
+fn endpoint(addr: SocketAddr) -> String {
+    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+    SocketAddr::new(host.parse().unwrap_or(addr.ip()), addr.port()).to_string()
+}
+
 fn banner(opts: &ServerOptions, rt: &Runtime, creds: &Credentials, source: CredentialSource, started: Instant) {
     let layout = rt.layout();
-    let port = opts.address.port();
-    let host = if opts.address.ip().is_unspecified() { "127.0.0.1".to_string() } else { opts.address.ip().to_string() };
-    let endpoint = format!("http://{host}:{port}");
+    let endpoint = format!("http://{}", endpoint(opts.address));
     say!("basalt {}", env!("CARGO_PKG_VERSION"));
     say!("Deployment: {}", rt.deployment_id());
     say!("Storage:    {}", layout.describe());
@@ -236,6 +281,10 @@ fn banner(opts: &ServerOptions, rt: &Runtime, creds: &Credentials, source: Crede
         say!("  drive {:>2}: {} ({state})", i + 1, topo.endpoints[i].path.display());
     }
     say!("S3 API:     {endpoint} (listening on {}, {} cores)", opts.address, rt.cores());
+    match opts.console_address {
+        Some(a) => say!("Console:    http://{}/console/ (also {endpoint}/console/)", self::endpoint(a)),
+        None => say!("Console:    {endpoint}/console/"),
+    }
     match source {
         CredentialSource::Environment(var) => say!("Root user:  {} (from {var})", creds.access_key),
         CredentialSource::Development => {

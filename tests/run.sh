@@ -14,6 +14,8 @@ python3 -c "import awscrt" 2>/dev/null || need_pip+=(awscrt)
 command -v aws >/dev/null 2>&1 || need_pip+=(awscli)
 python3 -c "import minio" 2>/dev/null || need_pip+=(minio)
 command -v s3cmd >/dev/null 2>&1 || need_pip+=(s3cmd)
+# The web console's browser tests drive Debian's Chromium through chromedriver.
+python3 -c "import selenium" 2>/dev/null || need_pip+=(selenium)
 need_apt=()
 command -v rclone >/dev/null 2>&1 || need_apt+=(rclone)
 ruby -e 'require "fog/aws"' >/dev/null 2>&1 || need_apt+=(ruby-fog-aws)
@@ -21,6 +23,8 @@ ruby -e 'require "fog/aws"' >/dev/null 2>&1 || need_apt+=(ruby-fog-aws)
 command -v haproxy >/dev/null 2>&1 || need_apt+=(haproxy)
 command -v nginx >/dev/null 2>&1 || need_apt+=(nginx)
 command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing test clients: ${need_apt[*]}"
   # Packages only: keep their services (nginx, haproxy) from starting on this machine.
@@ -43,6 +47,7 @@ cargo clippy --all-targets --locked -- -D warnings
 cargo build --benches --locked
 cargo build --locked
 cargo test --locked --lib --bins --tests
-python3 -m pytest -q tests/clients tests/tuning
+# The console tests save screenshots in tests/artifacts/ (ignored by git).
+python3 -m pytest -q tests/clients tests/tuning tests/console
 # The cluster suite has its own harness (tests/cluster/cluster_harness.py).
 python3 -m pytest -q tests/cluster

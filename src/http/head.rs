@@ -22,6 +22,8 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     /// HTTP/1.0 closes by default.
     pub http10: bool,
+    /// The address of the client on the other end of the connection, when known.
+    pub peer: Option<std::net::IpAddr>,
 }
 
 impl Request {
@@ -84,7 +86,7 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, Error> {
         parsed.push((h.name.to_ascii_lowercase(), value.trim().to_string()));
     }
     let http10 = req.version == Some(0);
-    Ok(Parsed::Complete(Request { method, raw_path, raw_query, headers: parsed, http10 }, len))
+    Ok(Parsed::Complete(Request { method, raw_path, raw_query, headers: parsed, http10, peer: None }, len))
 }
 
 /// Decodes `%XX` escapes (and, in queries, `+` as space).

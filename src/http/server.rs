@@ -101,6 +101,7 @@ async fn serve_connection(
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let peer = stream.peer_addr().ok().map(|a| a.ip());
     let mut conn = Conn::new(stream);
     let mut n = 0u64;
     loop {
@@ -110,7 +111,7 @@ async fn serve_connection(
         })
         .await;
         let Some(head) = head else { return };
-        let req = match head {
+        let mut req = match head {
             Ok(Some(r)) => r,
             Ok(None) => return,
             Err(e @ (Error::HeadTooLarge | Error::BadRequest(_) | Error::KeyTooLong)) => {
@@ -121,6 +122,7 @@ async fn serve_connection(
             }
             Err(_) => return,
         };
+        req.peer = peer;
         n += 1;
         busy.set(busy.get() + 1);
         let _busy = BusyGuard(busy.clone());

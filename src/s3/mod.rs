@@ -39,6 +39,10 @@ pub struct Frontend {
     pub region: String,
     /// With a domain, `bucket.<domain>` hosts address buckets (virtual-host style).
     pub domain: Option<String>,
+    /// The web console, shared by the node's cores.
+    pub console: std::sync::Arc<crate::console::Console>,
+    /// A `--console-address` listener: the console answers every request.
+    pub console_only: bool,
 }
 
 /// The bucket named by the Host header in virtual-host style, if any.
@@ -86,6 +90,11 @@ pub async fn serve(
     mut http_body: HttpBody<'_>,
     request_id: &str,
 ) -> (Response, bool) {
+    // Before S3 authentication: the console's pages and API, and browsers
+    // opening `/`. Signed requests are never the console's.
+    if crate::console::claims(req, fe.console_only) {
+        return crate::console::serve(ctx, fe, req, http_body, request_id).await;
+    }
     let admitted = match admit(ctx, fe, req).await {
         Ok(Admitted::Answered(r)) => Err(r),
         Ok(Admitted::Operation(target, payload)) => Ok((target, payload)),
@@ -98,8 +107,31 @@ pub async fn serve(
             return (response, reusable);
         }
     };
-    let mut body = RequestBody::new(http_body, &payload);
-    let response = route(ctx, fe, req, &target, &mut body).await;
+    run(ctx, fe, req, &target, RequestBody::new(http_body, &payload), request_id).await
+}
+
+/// Runs an operation for a request the console has authenticated by its
+/// session cookie: as the root user, with the body unsigned.
+pub(crate) async fn serve_authenticated(
+    ctx: &Rc<CoreCtx>,
+    fe: &Frontend,
+    req: &Request,
+    target: Target,
+    http_body: HttpBody<'_>,
+    request_id: &str,
+) -> (Response, bool) {
+    run(ctx, fe, req, &target, RequestBody::new(http_body, &Payload::Unsigned), request_id).await
+}
+
+async fn run(
+    ctx: &Rc<CoreCtx>,
+    fe: &Frontend,
+    req: &Request,
+    target: &Target,
+    mut body: RequestBody<'_>,
+    request_id: &str,
+) -> (Response, bool) {
+    let response = route(ctx, fe, req, target, &mut body).await;
     let reusable = body.http().drain(DRAIN_MAX_BYTES).await;
     match response {
         Ok(r) => (r, reusable),
