@@ -45,8 +45,9 @@
 # each droplet's host key: run from a terminal, or set
 # "StrictHostKeyChecking accept-new" in ~/.ssh/config.
 #
-# Note: a multi-node drive list needs basalt's distributed mode; check that the
-# binary you deploy has it (README.md, "How data is stored").
+# Every node runs the same drive list, http://node{1...4}:9000/mnt/data; the
+# nodes wait for each other and node 1 formats the drives (README.md, "Run a
+# cluster"). `basalt admin info --endpoint http://node1:9000` shows the result.
 set -euo pipefail
 
 readonly NODES=4
