@@ -2,6 +2,7 @@
 //! runtime. See ARCHITECTURE.md for the map of this crate.
 
 pub mod auth;
+pub mod bench;
 pub mod config;
 pub mod drive;
 pub mod erasure;
