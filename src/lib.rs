@@ -9,6 +9,7 @@ pub mod erasure;
 pub mod error;
 pub mod hex;
 pub mod http;
+pub mod metrics;
 pub mod object;
 pub mod runtime;
 pub mod s3;

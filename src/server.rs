@@ -54,7 +54,13 @@ pub fn run(opts: ServerOptions) -> Result<(), String> {
     let fresh_start = Instant::now();
     let rt = Runtime::start(RuntimeConfig { cores: opts.cores, drives: opts.drives.clone(), parity: opts.parity })
         .map_err(|e| e.to_string())?;
-    let fe = Frontend { credentials: credentials.clone(), region: opts.region.clone(), domain: opts.domain.clone() };
+    let metrics_auth = crate::metrics::ScrapeAuth::from_lookup(|k| std::env::var(k).ok())?;
+    let fe = Frontend {
+        credentials: credentials.clone(),
+        region: opts.region.clone(),
+        domain: opts.domain.clone(),
+        metrics_auth,
+    };
     let fe = std::sync::Arc::new(fe);
     let mut stops = Vec::new();
     let mut loops = Vec::new();
