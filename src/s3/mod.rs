@@ -15,6 +15,7 @@ pub mod xml;
 use std::rc::Rc;
 
 pub use body::RequestBody;
+pub use service::{Listing, listing_xml};
 
 use crate::auth::Credentials;
 use crate::auth::sigv2;
