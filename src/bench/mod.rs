@@ -307,7 +307,9 @@ fn default_objects(mode: Mode, size: u64, concurrent: usize) -> usize {
 pub fn run(plan: &Plan) -> Result<Report, String> {
     let buffer_bytes = if plan.mode == Mode::Multipart { plan.obj_size.min(plan.part_size) } else { plan.obj_size };
     let data: Arc<Vec<u8>> = Arc::new(random_bytes(buffer_bytes as usize, random_seed()));
-    let created_bucket = ensure_bucket(plan)?;
+    // Without preparation the bucket and its objects are an earlier run's; the
+    // endpoint may even be a plain file server (benches/baseline_server.rs).
+    let created_bucket = if plan.prepare { ensure_bucket(plan)? } else { false };
     let prepared = if plan.mode.prepares() && plan.prepare {
         eprintln!("basalt bench: preparing {} objects of {}", plan.objects, stats::human_bytes(plan.obj_size));
         prepare(plan, &data)?;
