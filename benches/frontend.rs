@@ -7,6 +7,8 @@
 //!   final empty one) with its signature verified: a SHA-256 of the data and an HMAC.
 //! - `http/head`: parsing a request head as the aws cli sends a PUT.
 //! - `xml/list-1000`: the ListObjectsV2 body of a page of 1,000 keys.
+//! - `metrics/record`: what every request pays for metrics (two histogram
+//!   increments and a counter on the core's own memory).
 
 use std::hint::black_box;
 
@@ -151,5 +153,19 @@ fn list_xml(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, sigv4_and_http, list_xml);
+fn metrics(c: &mut Criterion) {
+    use basalt::metrics::{Op, init_core, record_request};
+    use std::time::Duration;
+    init_core(4);
+    let mut i = 0u64;
+    c.bench_function("metrics/record", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(7919);
+            let latency = Duration::from_micros(100 + i % 50_000);
+            record_request(black_box(Op::GetObject), 200, latency, latency / 2)
+        })
+    });
+}
+
+criterion_group!(benches, sigv4_and_http, list_xml, metrics);
 criterion_main!(benches);
