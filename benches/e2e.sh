@@ -90,7 +90,7 @@ bench get-4KiB get --obj.size 4KiB --concurrent 32 --duration "$DURATION"
 bench mixed-1MiB mixed --obj.size 1MiB --concurrent 16 --duration "$DURATION"
 OBJECTS=$(python3 -c "import json; print(json.load(open('$OUT/get-64MiB.json'))['objects_prepared'])")
 
-echo "== degraded: drives 3 and 4 removed (2 = parity shards missing)"
+echo "== degraded: drives 3 and 4 removed (m = 2): objects whose data shards lived there are rebuilt from parity"
 mv "$WORK/d3" "$WORK/d3.off"
 mv "$WORK/d4" "$WORK/d4.off"
 bench get-64MiB-degraded get "${LARGE[@]}" --prefix e2e-large/ --no-prepare --no-clean --objects "$OBJECTS"
