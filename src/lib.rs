@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod bench;
 pub mod cluster;
 pub mod config;
 pub mod console;
@@ -11,6 +12,7 @@ pub mod erasure;
 pub mod error;
 pub mod hex;
 pub mod http;
+pub mod metrics;
 pub mod object;
 pub mod runtime;
 pub mod s3;

@@ -50,6 +50,12 @@ enum Command {
         #[arg(required = true)]
         drives: Vec<String>,
     },
+    /// Load-test S3 endpoints (warp-style): put, get, stat, list, delete, mixed,
+    /// multipart; `bench compare A.json B.json` prints the differences of two runs.
+    Bench {
+        #[command(subcommand)]
+        what: basalt::bench::BenchCommand,
+    },
     /// Ask a running node about the cluster, or have it heal.
     Admin {
         #[command(subcommand)]
@@ -182,6 +188,15 @@ fn main() -> ExitCode {
                 Ok(drives) => tune_check(&drives, cores),
                 Err(e) => {
                     eprintln!("basalt: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Command::Bench { what } => {
+            return match basalt::bench::main(what) {
+                Ok(code) => ExitCode::from(code),
+                Err(e) => {
+                    eprintln!("basalt bench: {e}");
                     ExitCode::from(2)
                 }
             };

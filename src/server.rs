@@ -100,12 +100,14 @@ pub fn run(opts: ServerOptions) -> Result<(), String> {
             s3_port: opts.address.port(),
         },
     );
+    let metrics_auth = crate::metrics::ScrapeAuth::from_lookup(|k| std::env::var(k).ok())?;
     let fe = Frontend {
         credentials: credentials.clone(),
         region: opts.region.clone(),
         domain: opts.domain.clone(),
         console: std::sync::Arc::new(console),
         console_only: false,
+        metrics_auth,
     };
     let fe = std::sync::Arc::new(fe);
     let mut stops = Vec::new();

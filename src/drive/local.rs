@@ -78,6 +78,7 @@ impl LocalDrive {
 
     fn note<T>(&self, r: DriveResult<T>) -> DriveResult<T> {
         if let Err(DriveError::Io(e)) = &r {
+            crate::metrics::drive_io_error(self.index);
             tracing::warn!(drive = %self.root.display(), error = %e, "drive I/O error");
         }
         r

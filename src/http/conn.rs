@@ -30,6 +30,7 @@ impl Conn {
         match n {
             Ok(n) => {
                 self.buf.truncate(start + n);
+                crate::metrics::received(n);
                 Ok(n)
             }
             Err(e) => {
@@ -59,7 +60,9 @@ impl Conn {
     }
 
     pub async fn write_all(&mut self, data: &[u8]) -> Result<(), Error> {
-        self.stream.write_all(data).await.map_err(|e| Error::ClientRead(e.to_string()))
+        self.stream.write_all(data).await.map_err(|e| Error::ClientRead(e.to_string()))?;
+        crate::metrics::sent(data.len());
+        Ok(())
     }
 
     pub async fn flush(&mut self) -> Result<(), Error> {

@@ -137,8 +137,11 @@ async fn serve_connection(
             }
         };
         let expect_continue = req.header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+        let started = std::time::Instant::now();
         let body = HttpBody::new(&mut conn, framing, expect_continue);
-        let (resp, reusable) = s3::serve(&ctx, &fe, &req, body, &request_id).await;
+        let (resp, reusable, op) = s3::serve(&ctx, &fe, &req, body, &request_id).await;
+        let head_ready = started.elapsed();
+        let status = resp.status;
         tracing::debug!(
             request_id,
             method = req.method,
@@ -148,7 +151,9 @@ async fn serve_connection(
             "request"
         );
         let close = !reusable || req.wants_close() || stop.get();
-        if response::write(&mut conn, resp, &request_id, head_only, close).await.is_err() || close {
+        let written = response::write(&mut conn, resp, &request_id, head_only, close).await;
+        crate::metrics::record_request(op, status, started.elapsed(), head_ready);
+        if written.is_err() || close {
             return;
         }
     }

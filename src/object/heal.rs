@@ -108,6 +108,7 @@ impl ObjectLayer {
             }
         }
         discard(&set.drives, &tmp_dir).await;
+        crate::metrics::healed(report.healed.len(), report.failed.len());
         Ok(report)
     }
 

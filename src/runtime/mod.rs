@@ -285,6 +285,7 @@ impl Runtime {
             let handle = LocalExecutorBuilder::new(Placement::Fixed(id % cpus))
                 .name(&format!("basalt-core-{id}"))
                 .spawn(move || async move {
+                    crate::metrics::init_core(topology.endpoints.len());
                     let Ok((senders, mut receivers)) = mesh.join().await else {
                         let _ = ready.send(Err("cannot join the cross-core mesh".into()));
                         return;

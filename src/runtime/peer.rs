@@ -32,6 +32,32 @@ pub enum CoreMsg {
         reply: oneshot::Sender<DriveResult<u64>>,
     },
     Lock(LockMsg),
+    /// Runs a function on the receiving core: cold paths only (metrics scrapes).
+    Call(CoreCall),
+}
+
+/// A function run on another core by [`Core::call_on`].
+pub type CoreCall = Box<dyn FnOnce(&Rc<Core>) + Send>;
+
+impl Core {
+    /// Runs `f` on core `to` (at once when that is this core) and returns its
+    /// result; `None` if that core is gone. For cold paths such as a metrics
+    /// scrape that reads every core's thread-local figures.
+    pub async fn call_on<T, F>(self: &Rc<Self>, to: usize, f: F) -> Option<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Rc<Core>) -> T + Send + 'static,
+    {
+        if to == self.id {
+            return Some(f(self));
+        }
+        let (tx, rx) = oneshot::channel();
+        let call: CoreCall = Box::new(move |core| {
+            let _ = tx.send(f(core));
+        });
+        self.send(to, CoreMsg::Call(call)).await.ok()?;
+        rx.await.ok()
+    }
 }
 
 /// A drive owned by another core of this node.
@@ -115,5 +141,6 @@ pub(super) async fn serve(core: Rc<Core>, msg: CoreMsg) {
             let _ = reply.send(result);
         }
         CoreMsg::Lock(msg) => core.locks.handle(msg),
+        CoreMsg::Call(f) => f(&core),
     }
 }

@@ -16,6 +16,7 @@ pub mod xml;
 use std::rc::Rc;
 
 pub use body::RequestBody;
+pub use service::{Listing, listing_xml};
 
 use crate::auth::Credentials;
 use crate::auth::sigv2;
@@ -25,6 +26,7 @@ use crate::http::body::HttpBody;
 use crate::http::date;
 use crate::http::head::{Request, parse_query, percent_decode};
 use crate::http::response::Response;
+use crate::metrics::{self, Op, ScrapeAuth};
 use crate::runtime::CoreCtx;
 use xml::XmlWriter;
 
@@ -43,6 +45,8 @@ pub struct Frontend {
     pub console: std::sync::Arc<crate::console::Console>,
     /// A `--console-address` listener: the console answers every request.
     pub console_only: bool,
+    /// Who may read the metrics endpoints.
+    pub metrics_auth: ScrapeAuth,
 }
 
 /// The bucket named by the Host header in virtual-host style, if any.
@@ -81,33 +85,36 @@ impl Target {
     }
 }
 
-/// Serves one request. Returns the response and whether the connection can be
-/// reused (the request body was fully read).
+/// Serves one request. Returns the response, whether the connection can be
+/// reused (the request body was fully read), and the operation (for metrics).
 pub async fn serve(
     ctx: &Rc<CoreCtx>,
     fe: &Frontend,
     req: &Request,
     mut http_body: HttpBody<'_>,
     request_id: &str,
-) -> (Response, bool) {
+) -> (Response, bool, Op) {
     // Before S3 authentication: the console's pages and API, and browsers
     // opening `/`. Signed requests are never the console's.
     if crate::console::claims(req, fe.console_only) {
-        return crate::console::serve(ctx, fe, req, http_body, request_id).await;
+        let (response, reusable) = crate::console::serve(ctx, fe, req, http_body, request_id).await;
+        return (response, reusable, Op::Console);
     }
     let admitted = match admit(ctx, fe, req).await {
-        Ok(Admitted::Answered(r)) => Err(r),
+        Ok(Admitted::Answered(r, op)) => Err((r, op)),
         Ok(Admitted::Operation(target, payload)) => Ok((target, payload)),
-        Err(e) => Err(error_response(&e, &req.raw_path, request_id)),
+        Err(e) => Err((error_response(&e, &req.raw_path, request_id), Op::Rejected)),
     };
     let (target, payload) = match admitted {
         Ok(tp) => tp,
-        Err(response) => {
+        Err((response, op)) => {
             let reusable = http_body.drain(DRAIN_MAX_BYTES).await;
-            return (response, reusable);
+            return (response, reusable, op);
         }
     };
-    run(ctx, fe, req, &target, RequestBody::new(http_body, &payload), request_id).await
+    let op = operation(req, &target);
+    let (response, reusable) = run(ctx, fe, req, &target, RequestBody::new(http_body, &payload), request_id).await;
+    (response, reusable, op)
 }
 
 /// Runs an operation for a request the console has authenticated by its
@@ -141,8 +148,8 @@ async fn run(
 
 /// What the checks before an operation decided.
 enum Admitted {
-    /// Answered without an operation (health endpoints).
-    Answered(Response),
+    /// Answered without an operation (health and metrics endpoints).
+    Answered(Response, Op),
     /// Authenticated: run the operation on this target, reading the body this way.
     Operation(Target, Payload),
 }
@@ -151,13 +158,22 @@ enum Admitted {
 async fn admit(ctx: &Rc<CoreCtx>, fe: &Frontend, req: &Request) -> Result<Admitted, Error> {
     let path = percent_decode(&req.raw_path, false)?;
     if let Some(r) = health(ctx, req, &path).await {
-        return Ok(Admitted::Answered(r));
+        return Ok(Admitted::Answered(r, Op::Health));
+    }
+    let query = parse_query(&req.raw_query)?;
+    let vhost = host_bucket(req, fe.domain.as_deref());
+    // `/metrics` (GET, no query) shadows ListObjects v1 of a bucket named
+    // "metrics" without parameters; SDKs list with `list-type=2`, which still works.
+    if let Some(scope) = metrics::endpoint(&path)
+        && req.method == "GET"
+        && req.raw_query.is_empty()
+        && vhost.is_none()
+    {
+        return Ok(Admitted::Answered(scrape(ctx, fe, req, &query, scope).await?, Op::Metrics));
     }
     if !ctx.objects.is_ready() {
         return Err(Error::NotInitialized);
     }
-    let query = parse_query(&req.raw_query)?;
-    let vhost = host_bucket(req, fe.domain.as_deref());
     // A browser form upload carries its authorisation (a signed policy) in the
     // form; post::post_object checks it before storing anything.
     let form_post = post::is_form_post(req);
@@ -194,6 +210,28 @@ async fn health(ctx: &Rc<CoreCtx>, req: &Request, path: &str) -> Option<Response
     // A single node also checks its drives answer; a cluster node's links say it.
     let ok = ok && (ctx.core.cluster().is_some() || ctx.objects.list_buckets().await.is_ok());
     Some(Response::new(if ok { 200 } else { 503 }))
+}
+
+/// The metrics endpoints: public, or for a signed S3 request or a bearer JWT
+/// (`mc admin prometheus generate`) made with the root credentials.
+async fn scrape(
+    ctx: &Rc<CoreCtx>,
+    fe: &Frontend,
+    req: &Request,
+    query: &[(String, String)],
+    scope: metrics::Scope,
+) -> Result<Response, Error> {
+    if fe.metrics_auth == ScrapeAuth::Jwt {
+        match req.header("authorization").and_then(|a| a.strip_prefix("Bearer ")) {
+            Some(token) => metrics::jwt::verify(token, &fe.credentials, date::now_secs())
+                .map_err(|e| Error::AccessDenied(e.to_string()))?,
+            None => {
+                authenticate(req, query, &fe.credentials, None)?;
+            }
+        }
+    }
+    let text = metrics::scrape(ctx, scope).await;
+    Ok(Response::with_body(200, "text/plain; version=0.0.4; charset=utf-8", text))
 }
 
 /// Checks the request's signature; anonymous requests are refused.
@@ -277,6 +315,57 @@ async fn route(
         "DELETE" if unsupported(t) => Err(Error::NotImplemented(subresource(t))),
         "DELETE" => object::delete(objects, t).await,
         _ => Err(Error::MethodNotAllowed),
+    }
+}
+
+/// The operation `route` will run, named for metrics. Keep in step with
+/// `route`: the same conditions in the same order.
+pub(crate) fn operation(req: &Request, t: &Target) -> Op {
+    let m = req.method.as_str();
+    if admin::is_admin(&t.bucket, &t.key) {
+        return Op::Admin;
+    }
+    if t.bucket.is_empty() {
+        return if m == "GET" { Op::ListBuckets } else { Op::Unknown };
+    }
+    if t.key.is_empty() {
+        return match m {
+            "GET" if t.has("location") => Op::GetBucketLocation,
+            "GET" if t.has("versioning") => Op::GetBucketVersioning,
+            "GET" if t.has("uploads") => Op::ListMultipartUploads,
+            "GET" if t.has("versions") => Op::ListObjectVersions,
+            "GET" if t.q("list-type") == Some("2") => Op::ListObjectsV2,
+            "GET" | "PUT" | "DELETE" if unsupported(t) => Op::NotImplemented,
+            "GET" => Op::ListObjectsV1,
+            "HEAD" => Op::HeadBucket,
+            "PUT" => Op::PutBucket,
+            "DELETE" => Op::DeleteBucket,
+            "POST" if t.has("delete") => Op::DeleteMultipleObjects,
+            "POST" if post::is_form_post(req) => Op::PostPolicyBucket,
+            _ => Op::Unknown,
+        };
+    }
+    match m {
+        "GET" if t.has("uploadId") => Op::ListObjectParts,
+        "GET" if unsupported(t) => Op::NotImplemented,
+        "GET" => Op::GetObject,
+        "HEAD" => Op::HeadObject,
+        "PUT" if t.has("uploadId") || t.has("partNumber") => {
+            if req.header("x-amz-copy-source").is_some() {
+                Op::CopyObjectPart
+            } else {
+                Op::PutObjectPart
+            }
+        }
+        "PUT" if unsupported(t) => Op::NotImplemented,
+        "PUT" if req.header("x-amz-copy-source").is_some() => Op::CopyObject,
+        "PUT" => Op::PutObject,
+        "POST" if t.has("uploads") => Op::NewMultipartUpload,
+        "POST" if t.has("uploadId") => Op::CompleteMultipartUpload,
+        "DELETE" if t.has("uploadId") => Op::AbortMultipartUpload,
+        "DELETE" if unsupported(t) => Op::NotImplemented,
+        "DELETE" => Op::DeleteObject,
+        _ => Op::Unknown,
     }
 }
 
