@@ -133,6 +133,22 @@ impl Erasure {
     }
 
     /// Copies the first `block_len` bytes of the data shards into `out`.
+    /// The block's bytes as slices of its data shards, in order (no copy).
+    pub fn data_pieces(&self, shards: Vec<Option<Bytes>>, block_len: usize) -> Result<Vec<Bytes>, ErasureError> {
+        let mut left = block_len;
+        let mut pieces = Vec::with_capacity(self.data);
+        for shard in shards.into_iter().take(self.data) {
+            if left == 0 {
+                break;
+            }
+            let shard = shard.ok_or(ErasureError::NotEnoughShards { have: 0, need: self.data })?;
+            let take = left.min(shard.len());
+            pieces.push(shard.slice(..take));
+            left -= take;
+        }
+        Ok(pieces)
+    }
+
     pub fn join_data(
         &self,
         shards: &[Option<Bytes>],

@@ -120,11 +120,15 @@ pub async fn write(
             conn.write_all(&b).await?;
         }
         ResponseBody::Object(mut reader) => {
-            // Coalesce the head with the first chunk.
+            // Coalesce the head with a small first chunk; a large one goes out as is.
             match reader.next_chunk().await {
-                Ok(Some(first)) => {
+                Ok(Some(first)) if first.len() <= COALESCE_MAX_BYTES => {
                     out.extend_from_slice(&first);
                     conn.write_all(&out).await?;
+                }
+                Ok(Some(first)) => {
+                    conn.write_all(&out).await?;
+                    conn.write_all(&first).await?;
                 }
                 Ok(None) => conn.write_all(&out).await?,
                 Err(e) => return Err(e),

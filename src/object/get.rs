@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::future::join_all;
 
 use super::quorum::{self, Found};
@@ -68,6 +68,9 @@ pub struct ObjectReader {
     /// Next byte to return and the end of the requested range (exclusive).
     pos: u64,
     end: u64,
+    /// Pieces of the current block not yet returned (data shards, sliced to the
+    /// range): a block goes out as its shards, never copied into one buffer.
+    pending: std::collections::VecDeque<Bytes>,
     damaged: bool,
     _guard: LockGuard,
 }
@@ -110,6 +113,7 @@ impl ObjectLayer {
             parts: meta.parts.iter().map(|p| (p.number, p.size)).collect(),
             pos,
             end: pos + len,
+            pending: std::collections::VecDeque::new(),
             damaged: found.damaged,
             _guard: guard,
         })
@@ -146,8 +150,12 @@ impl ObjectReader {
         self.end - self.pos
     }
 
-    /// The next piece of the object (at most one block); `None` at the end.
+    /// The next piece of the object (at most one shard of a block); `None` at the end.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
+        if let Some(piece) = self.pending.pop_front() {
+            self.pos += piece.len() as u64;
+            return Ok(Some(piece));
+        }
         if self.pos >= self.end {
             self.finish_damage_report();
             return Ok(None);
@@ -168,15 +176,25 @@ impl ObjectReader {
         let block_index = in_part / block_size;
         let block_start = block_index * block_size;
         let block_len = (part_size - block_start).min(block_size) as usize;
-        let block = self.read_block(number, block_index, block_len).await?;
+        let pieces = self.read_block(number, block_index, block_len).await?;
         let from = (in_part - block_start) as usize;
         let to = ((self.end - part_start - block_start) as usize).min(block_len);
-        self.pos += (to - from) as u64;
-        Ok(Some(block.slice(from..to)))
+        let mut at = 0;
+        for piece in pieces {
+            let (start, stop) = (at, at + piece.len());
+            at = stop;
+            if stop > from && start < to {
+                self.pending.push_back(piece.slice(from.max(start) - start..to.min(stop) - start));
+            }
+        }
+        let first = self.pending.pop_front().ok_or_else(|| Error::Internal("an empty block was read".into()))?;
+        self.pos += first.len() as u64;
+        Ok(Some(first))
     }
 
     /// Reads, verifies and (when needed) reconstructs one block.
-    async fn read_block(&mut self, part: u32, block_index: u64, block_len: usize) -> Result<Bytes> {
+    /// Returns the block as its data shards in order, trimmed to `block_len` bytes.
+    async fn read_block(&mut self, part: u32, block_index: u64, block_len: usize) -> Result<Vec<Bytes>> {
         let k = self.erasure.data_shards();
         let n = self.erasure.total_shards();
         let shard_len = self.erasure.shard_size(block_len);
@@ -239,9 +257,7 @@ impl ObjectReader {
             }
         }
         self.erasure.reconstruct_data(&mut shards, shard_len)?;
-        let mut out = BytesMut::with_capacity(block_len);
-        self.erasure.join_data(&shards, block_len, &mut out)?;
-        Ok(out.freeze())
+        Ok(self.erasure.data_pieces(shards, block_len)?)
     }
 
     fn finish_damage_report(&mut self) {

@@ -46,6 +46,14 @@ pub const MAX_OBJECT_BYTES: u64 = 5 << 40;
 /// Objects queued on one core for healing after a read found bad shards; more are
 /// dropped (a scanner finds them later).
 const HEAL_QUEUE_MAX: usize = 1024;
+/// An object whose heal did not fix it (its bad drives are gone or offline) is
+/// not queued again for this long, so reads of a degraded set do not each pay
+/// for a heal that cannot succeed.
+const HEAL_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+/// Bodies one core stages at once (each holds about 10 MiB of block, coding and
+/// DMA buffers); more PUTs and part uploads wait their turn, reading nothing, so
+/// memory stays bounded however many clients upload at once.
+pub const STAGING_SLOTS_PER_CORE: u64 = 8;
 
 /// What a PUT says about the object besides its bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -123,6 +131,9 @@ pub struct ObjectLayer {
     deployment_id: RefCell<String>,
     heal_queue: RefCell<VecDeque<(String, String)>>,
     healing: std::cell::Cell<bool>,
+    /// Objects whose last heal left them damaged, and when.
+    heal_failed: RefCell<std::collections::HashMap<(String, String), std::time::Instant>>,
+    staging: glommio::sync::Semaphore,
 }
 
 /// Where an object's metadata lives: key `a/b` is `a/b/.basalt.meta`, key `a/b/`
@@ -162,6 +173,8 @@ impl ObjectLayer {
             deployment_id: RefCell::new(deployment_id.unwrap_or("").to_string()),
             heal_queue: RefCell::new(VecDeque::new()),
             healing: std::cell::Cell::new(false),
+            heal_failed: RefCell::new(std::collections::HashMap::new()),
+            staging: glommio::sync::Semaphore::new(STAGING_SLOTS_PER_CORE),
         }
     }
 
@@ -453,10 +466,21 @@ impl ObjectLayer {
         Ok(ObjectInfo::from_meta(bucket, key, &meta))
     }
 
+    /// Runs a body's staging within this core's staging slots (see
+    /// [`STAGING_SLOTS_PER_CORE`]).
+    pub(crate) async fn staged<T>(&self, staging: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        let _slot = self.staging.acquire_permit(1).await.map_err(|e| Error::Internal(e.to_string()))?;
+        staging.await
+    }
+
     /// Notes an object a read found damaged; a per-core task heals queued objects
     /// one at a time.
     pub(crate) fn report_damage(self: &Rc<Self>, bucket: &str, key: &str) {
         {
+            let id = (bucket.to_string(), key.to_string());
+            if self.heal_failed.borrow().get(&id).is_some_and(|t| t.elapsed() < HEAL_RETRY_AFTER) {
+                return;
+            }
             let mut q = self.heal_queue.borrow_mut();
             if q.len() >= HEAL_QUEUE_MAX || q.iter().any(|(b, k)| b == bucket && k == key) {
                 return;
@@ -471,12 +495,28 @@ impl ObjectLayer {
             loop {
                 let next = this.heal_queue.borrow_mut().pop_front();
                 let Some((bucket, key)) = next else { break };
-                match this.heal_object(&bucket, &key).await {
-                    Ok(r) if !r.healed.is_empty() => {
-                        tracing::info!(%bucket, %key, drives = ?r.healed, "healed object after a damaged read")
+                let fixed = match this.heal_object(&bucket, &key).await {
+                    Ok(r) => {
+                        if !r.healed.is_empty() {
+                            tracing::info!(%bucket, %key, drives = ?r.healed, "healed object after a damaged read");
+                        }
+                        r.failed.is_empty()
                     }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(%bucket, %key, error = %e, "heal after a damaged read failed"),
+                    Err(e) => {
+                        tracing::warn!(%bucket, %key, error = %e, "heal after a damaged read failed");
+                        false
+                    }
+                };
+                let mut failed = this.heal_failed.borrow_mut();
+                if fixed {
+                    failed.remove(&(bucket, key));
+                } else {
+                    if failed.len() >= HEAL_QUEUE_MAX {
+                        failed.retain(|_, t| t.elapsed() < HEAL_RETRY_AFTER);
+                    }
+                    if failed.len() < HEAL_QUEUE_MAX {
+                        failed.insert((bucket, key), std::time::Instant::now());
+                    }
                 }
             }
             this.healing.set(false);

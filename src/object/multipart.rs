@@ -162,7 +162,7 @@ impl ObjectLayer {
             limit: MAX_PART_BYTES,
             allow_inline: false,
         };
-        let staged = stage(to, body).await;
+        let staged = self.staged(stage(to, body)).await;
         let (ok, md5, size) = match staged {
             Ok(Staged::Files { ok, md5, size }) => (ok, md5, size),
             Ok(Staged::Inline { .. }) => unreachable!("parts are never inline"),

@@ -226,7 +226,7 @@ impl ObjectLayer {
             limit: MAX_OBJECT_BYTES,
             allow_inline: true,
         };
-        let staged = stage(to, body).await;
+        let staged = self.staged(stage(to, body)).await;
         let staged = match staged {
             Ok(s) => s,
             Err(e) => {

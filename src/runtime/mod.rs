@@ -201,6 +201,10 @@ pub struct Runtime {
     formatted: Option<format::Formatted>,
 }
 
+/// Threads per core for the file system calls io_uring cannot do (mkdir,
+/// rename, directory fsync, readdir, statvfs).
+const BLOCKING_THREADS_PER_CORE: usize = 8;
+
 /// How often a core drops other nodes' lapsed lock leases.
 const LEASE_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -284,6 +288,9 @@ impl Runtime {
             let key = key.clone();
             let handle = LocalExecutorBuilder::new(Placement::Fixed(id % cpus))
                 .name(&format!("basalt-core-{id}"))
+                // Directory work (mkdir, rename, fsync of a directory) runs on these
+                // threads; one per core made every small PUT queue behind the others'.
+                .blocking_thread_pool_placement(glommio::PoolPlacement::Unbound(BLOCKING_THREADS_PER_CORE))
                 .spawn(move || async move {
                     crate::metrics::init_core(topology.endpoints.len());
                     let Ok((senders, mut receivers)) = mesh.join().await else {
