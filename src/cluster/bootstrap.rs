@@ -71,7 +71,7 @@ pub async fn agree(ctx: Rc<CoreCtx>, say: impl Fn(String)) -> Result<Formatted, 
             let all_here = seen.iter().all(|s| matches!(s, Seen::Unformatted));
             if all_here && topo.local == 0 {
                 say(format!("All {} servers are online: formatting {} drives", topo.nodes.len(), topo.endpoints.len()));
-                format_everything(&ctx).await?;
+                format_everything(&ctx).await;
                 continue;
             }
             let what = if all_here {
@@ -120,11 +120,14 @@ pub async fn agree(ctx: Rc<CoreCtx>, say: impl Fn(String)) -> Result<Formatted, 
                         reference.deployment_id
                     ));
                 }
-                Seen::Unformatted if topo.is_local(d) => {
-                    write_format(&ctx, d, format_of(d)).await?;
-                    fresh.push(d);
-                    good[d] = true;
-                }
+                Seen::Unformatted if topo.is_local(d) => match write_format(&ctx, d, format_of(d)).await {
+                    Ok(()) => {
+                        fresh.push(d);
+                        good[d] = true;
+                    }
+                    // Another node may be formatting it right now; look again.
+                    Err(why) => tracing::warn!(drive = %topo.endpoints[d].text, %why, "cannot format a drive yet"),
+                },
                 _ => {}
             }
         }
@@ -196,7 +199,7 @@ fn majority<'a>(formats: &[&'a Format]) -> &'a Format {
 }
 
 /// A new deployment on every drive of the cluster (run by the first node).
-async fn format_everything(ctx: &Rc<CoreCtx>) -> Result<(), String> {
+async fn format_everything(ctx: &Rc<CoreCtx>) {
     let topo = ctx.core.topology().clone();
     let deployment_id = uuid::Uuid::new_v4().to_string();
     let sets: Vec<Vec<String>> =
@@ -206,7 +209,9 @@ async fn format_everything(ctx: &Rc<CoreCtx>) -> Result<(), String> {
     for (d, ep) in topo.endpoints.iter().enumerate() {
         let f = Format { deployment_id: deployment_id.clone(), drive_id: flat[d].clone(), sets: sets.clone() };
         if ep.node == topo.local {
-            write_format(ctx, d, f).await?;
+            if let Err(why) = write_format(ctx, d, f).await {
+                tracing::warn!(drive = %ep.text, %why, "cannot format a drive");
+            }
         } else if let Some(p) = peers.iter().find(|p| p.node == ep.node) {
             match p.call(Request::WriteFormat { drive: d as u32, format: f }, FORMATS_TIMEOUT).await {
                 Ok(Response::Done(Ok(()))) => {}
@@ -215,5 +220,4 @@ async fn format_everything(ctx: &Rc<CoreCtx>) -> Result<(), String> {
             }
         }
     }
-    Ok(())
 }

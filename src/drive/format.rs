@@ -83,7 +83,9 @@ pub fn write_format(root: &Path, format: &Format) -> std::io::Result<()> {
     std::fs::create_dir_all(sys.join(MULTIPART_DIR))?;
     let file = FormatFile { version: FORMAT_VERSION, checksum: checksum(format), format: format.clone() };
     let text = serde_json::to_vec_pretty(&file).expect("format always serialises");
-    let tmp = sys.join(format!("{FORMAT_FILE}.tmp"));
+    // A unique temp name: two writers of the same format (a cluster's first node
+    // and the drive's own node at start-up) must not rename each other's file.
+    let tmp = sys.join(format!("{FORMAT_FILE}.{}.tmp", uuid::Uuid::new_v4()));
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&text)?;

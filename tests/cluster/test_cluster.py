@@ -124,6 +124,10 @@ def test_two_nodes_down_reads_go_on_writes_fail_cleanly_then_heal(cluster_factor
     meta = [f for f in c.shard_files(3, "dur", "while-one-down") if f.endswith(".basalt.meta")]
     parts = [f for f in c.shard_files(3, "dur", "while-one-down") if "part." in f]
     assert meta and parts, f"node 4 was not healed: {c.shard_files(3, 'dur', 'while-one-down')}"
+    # Node 1 redials the returned nodes with backoff (at most 2 s between tries).
+    deadline = time.time() + 15
+    while c.health(0) != 200 and time.time() < deadline:
+        time.sleep(0.2)
     assert c.health(0) == 200
     # Now lose two *other* nodes: everything is still readable.
     c.kill(0)
