@@ -69,20 +69,39 @@ impl Erasure {
         let shard_len = self.shard_size(block.len());
         let mut padded = BytesMut::zeroed(shard_len * self.data);
         padded[..block.len()].copy_from_slice(block);
-        let padded = padded.freeze();
-        let mut shards: Vec<Bytes> = (0..self.data).map(|i| padded.slice(i * shard_len..(i + 1) * shard_len)).collect();
+        self.encode_owned(padded.freeze())
+    }
+
+    /// Codes one block it is given: when the block splits into equal shards as
+    /// it is (every full block), the data shards are slices of it, with no copy.
+    pub fn encode_owned(&self, block: Bytes) -> Result<Vec<Bytes>, ErasureError> {
+        let shard_len = self.shard_size(block.len());
+        if block.len() != shard_len * self.data {
+            return self.encode(&block);
+        }
+        let mut shards: Vec<Bytes> = (0..self.data).map(|i| block.slice(i * shard_len..(i + 1) * shard_len)).collect();
         if self.parity == 0 || shard_len == 0 {
             shards.extend((0..self.parity).map(|_| Bytes::from(vec![0u8; shard_len])));
             return Ok(shards);
         }
-        let mut encoder = ReedSolomonEncoder::new(self.data, self.parity, shard_len).map_err(codec_err)?;
-        for shard in &shards {
-            encoder.add_original_shard(shard).map_err(codec_err)?;
-        }
-        let result = encoder.encode().map_err(codec_err)?;
-        let parity: Vec<Bytes> = result.recovery_iter().map(Bytes::copy_from_slice).collect();
-        shards.extend(parity);
-        Ok(shards)
+        ENCODER.with(|cached| {
+            let mut cached = cached.borrow_mut();
+            // The codec's work buffers are kept per thread and reset per block:
+            // allocating them for every block cost a zeroed allocation per MiB.
+            let encoder = match cached.as_mut() {
+                Some(e) => {
+                    e.reset(self.data, self.parity, shard_len).map_err(codec_err)?;
+                    e
+                }
+                None => cached.insert(ReedSolomonEncoder::new(self.data, self.parity, shard_len).map_err(codec_err)?),
+            };
+            for shard in &shards[..self.data] {
+                encoder.add_original_shard(shard).map_err(codec_err)?;
+            }
+            let result = encoder.encode().map_err(codec_err)?;
+            shards.extend(result.recovery_iter().map(Bytes::copy_from_slice));
+            Ok(shards)
+        })
     }
 
     /// Rebuilds the missing data shards of one block in place. `shards` has `k + m`
@@ -169,6 +188,11 @@ impl Erasure {
     }
 }
 
+thread_local! {
+    /// One encoder per thread, reused block after block.
+    static ENCODER: std::cell::RefCell<Option<ReedSolomonEncoder>> = const { std::cell::RefCell::new(None) };
+}
+
 fn codec_err(e: reed_solomon_simd::Error) -> ErasureError {
     ErasureError::Codec(e.to_string())
 }
@@ -179,6 +203,23 @@ mod tests {
 
     fn sample(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn encoding_in_place_equals_encoding_a_copy() {
+        for (k, m) in [(2, 2), (4, 2), (12, 4)] {
+            let e = Erasure::new(k, m, 1 << 20).unwrap();
+            // A full block (shards are slices of it), then a short one (padded copy),
+            // then a full one again with the thread's encoder reset in between.
+            for len in [1 << 20, 5000, 1 << 20] {
+                let data = sample(len);
+                assert_eq!(
+                    e.encode_owned(Bytes::from(data.clone())).unwrap(),
+                    e.encode(&data).unwrap(),
+                    "{k}+{m} {len}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -136,7 +136,9 @@ pub(crate) async fn stage<B: Body>(to: StageTo<'_>, body: &mut B) -> Result<Stag
             break;
         }
         md5.update(&block);
-        let shards = erasure.encode(&block)?;
+        // The block's buffer goes to the coder as is (data shards are slices of
+        // it); `reserve` below takes it back once the writers are done with it.
+        let shards = erasure.encode_owned(block.split().freeze())?;
         let full = &full;
         let writes = writers.iter_mut().zip(shards).map(|(w, shard)| async move {
             if let Some(writer) = w {
@@ -156,7 +158,7 @@ pub(crate) async fn stage<B: Body>(to: StageTo<'_>, body: &mut B) -> Result<Stag
         });
         join_all(writes).await;
         check_quorum(&writers, write_quorum, full.get())?;
-        block.clear();
+        block.reserve(block_size);
         if reader.eof {
             break;
         }
