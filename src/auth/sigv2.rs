@@ -166,13 +166,10 @@ pub fn verify_presigned(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::head::{Parsed, parse, parse_query};
+    use crate::http::head::parse_query;
 
     fn request(raw: &str) -> Request {
-        match parse(raw.as_bytes()).unwrap() {
-            Parsed::Complete(r, _) => r,
-            Parsed::Partial => panic!("partial"),
-        }
+        crate::http::head::request_for_test(raw)
     }
 
     #[test]

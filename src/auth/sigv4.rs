@@ -376,7 +376,6 @@ pub fn compact_date(secs: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::head::{Parsed, parse};
 
     /// The example credentials of AWS's SigV4 documentation.
     fn example_creds() -> Credentials {
@@ -387,10 +386,7 @@ mod tests {
     }
 
     fn request(raw: &str) -> Request {
-        match parse(raw.as_bytes()).unwrap() {
-            Parsed::Complete(r, _) => r,
-            Parsed::Partial => panic!("partial"),
-        }
+        crate::http::head::request_for_test(raw)
     }
 
     const EXAMPLE_TIME: i64 = 1369353600; // 20130524T000000Z

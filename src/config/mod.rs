@@ -84,6 +84,12 @@ pub fn layout(drives: &[PathBuf], parity: Option<usize>) -> Result<Layout, Confi
     }
     let n = drives.len();
     let size = set_size(n).ok_or(ConfigError::NoSetSize(n))?;
+    sets_of(n, size, parity)
+}
+
+/// `drives` drives (global indices `0..drives`) in consecutive sets of `size`;
+/// `parity` overrides the default for the set size.
+pub fn sets_of(drives: usize, size: usize, parity: Option<usize>) -> Result<Layout, ConfigError> {
     let parity = match parity {
         Some(p) if p > size / 2 || (size > 1 && p == size) => {
             return Err(ConfigError::BadParity { parity: p, set_size: size });
@@ -91,8 +97,8 @@ pub fn layout(drives: &[PathBuf], parity: Option<usize>) -> Result<Layout, Confi
         Some(p) => p,
         None => default_parity(size),
     };
-    let sets = (0..n / size).map(|s| (s * size..(s + 1) * size).collect()).collect();
-    Ok(Layout { drives: n, set_size: size, data: size - parity, parity, sets })
+    let sets = (0..drives / size).map(|s| (s * size..(s + 1) * size).collect()).collect();
+    Ok(Layout { drives, set_size: size, data: size - parity, parity, sets })
 }
 
 #[cfg(test)]

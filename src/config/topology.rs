@@ -16,7 +16,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
 use super::{ConfigError, Layout, ellipsis};
-use crate::erasure::{MAX_SET_DRIVES, default_parity};
+use crate::erasure::MAX_SET_DRIVES;
 
 /// One drive of the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,7 +207,7 @@ pub fn parse_as(args: &[String], parity: Option<usize>, listen: Option<SocketAdd
     let total = endpoints.len();
     let set_size =
         cluster_set_size(total, nodes.len()).ok_or(TopologyError::NoSetSize { drives: total, nodes: nodes.len() })?;
-    let layout = layout_with(total, set_size, parity)?;
+    let layout = super::sets_of(total, set_size, parity)?;
     let nodes: Vec<NodeInfo> =
         nodes.into_iter().zip(node_drives).map(|((host, port, _), drives)| NodeInfo { host, port, drives }).collect();
     let local = match listen {
@@ -240,18 +240,6 @@ pub fn cluster_set_size(drives: usize, nodes: usize) -> Option<usize> {
     (2..=MAX_SET_DRIVES)
         .rev()
         .find(|s| drives.is_multiple_of(*s) && (s.is_multiple_of(nodes) || nodes.is_multiple_of(*s)))
-}
-
-fn layout_with(drives: usize, size: usize, parity: Option<usize>) -> Result<Layout, ConfigError> {
-    let parity = match parity {
-        Some(p) if p > size / 2 || (size > 1 && p == size) => {
-            return Err(ConfigError::BadParity { parity: p, set_size: size });
-        }
-        Some(p) => p,
-        None => default_parity(size),
-    };
-    let sets = (0..drives / size).map(|s| (s * size..(s + 1) * size).collect()).collect();
-    Ok(Layout { drives, set_size: size, data: size - parity, parity, sets })
 }
 
 fn is_url(arg: &str) -> bool {

@@ -188,13 +188,9 @@ fn secure_page(r: &mut Response) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::head::{Parsed, parse};
 
     fn request(raw: &str) -> Request {
-        match parse(raw.as_bytes()).unwrap() {
-            Parsed::Complete(r, _) => r,
-            Parsed::Partial => panic!("partial"),
-        }
+        crate::http::head::request_for_test(raw)
     }
 
     #[test]

@@ -126,6 +126,15 @@ pub fn parse_query(raw: &str) -> Result<Vec<(String, String)>, Error> {
         .collect()
 }
 
+/// A complete request head, parsed, for unit tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) fn request_for_test(raw: &str) -> Request {
+    match parse(raw.as_bytes()) {
+        Ok(Parsed::Complete(r, _)) => r,
+        other => panic!("not a complete request head: {raw:?} ({:?})", other.is_ok()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
