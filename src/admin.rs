@@ -32,7 +32,7 @@ pub fn info(t: &AdminTarget, json: bool) -> Result<bool, String> {
     let body = call(t, "GET", "/minio/admin/v3/info")?;
     let info: ClusterInfo = serde_json::from_slice(&body).map_err(|e| format!("unexpected answer: {e}"))?;
     if json {
-        println!("{}", String::from_utf8_lossy(&body));
+        crate::outln!("{}", String::from_utf8_lossy(&body));
     } else {
         print!("{}", info.render());
     }
@@ -44,14 +44,18 @@ pub fn heal(t: &AdminTarget, json: bool) -> Result<bool, String> {
     let body = call(t, "POST", "/minio/admin/v3/heal")?;
     let s: HealSummary = serde_json::from_slice(&body).map_err(|e| format!("unexpected answer: {e}"))?;
     if json {
-        println!("{}", String::from_utf8_lossy(&body));
+        crate::outln!("{}", String::from_utf8_lossy(&body));
     } else {
-        println!(
+        crate::outln!(
             "Heal pass: {} buckets, {} objects scanned, {} healed ({} shards rewritten), {} failed",
-            s.buckets, s.objects_scanned, s.objects_healed, s.shards_healed, s.objects_failed
+            s.buckets,
+            s.objects_scanned,
+            s.objects_healed,
+            s.shards_healed,
+            s.objects_failed
         );
         for e in &s.errors {
-            println!("  {e}");
+            crate::outln!("  {e}");
         }
     }
     Ok(s.objects_failed == 0)

@@ -20,3 +20,13 @@ pub mod server;
 pub mod tune;
 
 pub use error::{Error, Result};
+
+/// `println!` for command output: a closed pipe (`basalt layout | head`) ends
+/// the output quietly instead of panicking.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}

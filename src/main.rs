@@ -152,11 +152,11 @@ fn tune_check(drives: &[PathBuf], cores: Option<usize>) -> ExitCode {
     let cores = cores.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let checks = basalt::tune::all_checks(drives, cores);
     for c in &checks {
-        println!("{c}");
+        basalt::outln!("{c}");
     }
     let failed = checks.iter().filter(|c| c.level == basalt::tune::Level::Fail).count();
     let warned = checks.iter().filter(|c| c.level == basalt::tune::Level::Warn).count();
-    println!("\n{} checks: {failed} failed, {warned} warnings (advice: tuning/README.md)", checks.len());
+    basalt::outln!("\n{} checks: {failed} failed, {warned} warnings (advice: tuning/README.md)", checks.len());
     if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS }
 }
 
@@ -204,7 +204,7 @@ fn main() -> ExitCode {
         Command::Admin { what } => return admin(what),
         Command::Layout { drives, parity } => {
             basalt::config::topology::parse_as(&drives, parity, None).map_err(|e| e.to_string()).map(|t| {
-                println!("{}", t.describe());
+                basalt::outln!("{}", t.describe());
             })
         }
     };
