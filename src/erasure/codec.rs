@@ -115,21 +115,31 @@ impl Erasure {
         if shards[..self.data].iter().all(|s| s.is_some()) {
             return Ok(());
         }
-        let mut decoder = ReedSolomonDecoder::new(self.data, self.parity, shard_len).map_err(codec_err)?;
-        for (i, shard) in shards.iter().enumerate() {
-            if let Some(shard) = shard {
-                if i < self.data {
-                    decoder.add_original_shard(i, shard).map_err(codec_err)?;
-                } else {
-                    decoder.add_recovery_shard(i - self.data, shard).map_err(codec_err)?;
+        DECODER.with(|cached| {
+            let mut cached = cached.borrow_mut();
+            // Kept per thread like the encoder: a degraded read decodes every block.
+            let decoder = match cached.as_mut() {
+                Some(d) => {
+                    d.reset(self.data, self.parity, shard_len).map_err(codec_err)?;
+                    d
+                }
+                None => cached.insert(ReedSolomonDecoder::new(self.data, self.parity, shard_len).map_err(codec_err)?),
+            };
+            for (i, shard) in shards.iter().enumerate() {
+                if let Some(shard) = shard {
+                    if i < self.data {
+                        decoder.add_original_shard(i, shard).map_err(codec_err)?;
+                    } else {
+                        decoder.add_recovery_shard(i - self.data, shard).map_err(codec_err)?;
+                    }
                 }
             }
-        }
-        let result = decoder.decode().map_err(codec_err)?;
-        for (i, restored) in result.restored_original_iter() {
-            shards[i] = Some(Bytes::copy_from_slice(restored));
-        }
-        Ok(())
+            let result = decoder.decode().map_err(codec_err)?;
+            for (i, restored) in result.restored_original_iter() {
+                shards[i] = Some(Bytes::copy_from_slice(restored));
+            }
+            Ok(())
+        })
     }
 
     /// Rebuilds every missing shard, data and parity, of one block (for healing).
@@ -191,6 +201,8 @@ impl Erasure {
 thread_local! {
     /// One encoder per thread, reused block after block.
     static ENCODER: std::cell::RefCell<Option<ReedSolomonEncoder>> = const { std::cell::RefCell::new(None) };
+    /// One decoder per thread, likewise.
+    static DECODER: std::cell::RefCell<Option<ReedSolomonDecoder>> = const { std::cell::RefCell::new(None) };
 }
 
 fn codec_err(e: reed_solomon_simd::Error) -> ErasureError {
