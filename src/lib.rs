@@ -18,6 +18,7 @@ pub mod runtime;
 pub mod s3;
 pub mod server;
 pub mod tune;
+pub mod units;
 
 pub use error::{Error, Result};
 

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::serve::local_status;
 use super::wire::{DriveStatus, Request, Response};
 use crate::runtime::CoreCtx;
+use crate::units::human_bytes;
 
 /// How long one node may take to describe its drives.
 const INFO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -162,7 +163,7 @@ impl ClusterInfo {
             out.push_str(&format!("  node {} {} {}\n", n.node, n.address, if n.online { "online" } else { "OFFLINE" }));
             for d in &n.drives {
                 let space = if d.total_bytes > 0 {
-                    format!("{} free of {}", human(d.free_bytes), human(d.total_bytes))
+                    format!("{} free of {}", human_bytes(d.free_bytes), human_bytes(d.total_bytes))
                 } else {
                     "-".into()
                 };
@@ -199,15 +200,4 @@ impl ClusterInfo {
         ));
         out
     }
-}
-
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    format!("{v:.1} {}", UNITS[u])
 }

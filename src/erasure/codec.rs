@@ -161,7 +161,6 @@ impl Erasure {
         Ok(())
     }
 
-    /// Copies the first `block_len` bytes of the data shards into `out`.
     /// The block's bytes as slices of its data shards, in order (no copy).
     pub fn data_pieces(&self, shards: Vec<Option<Bytes>>, block_len: usize) -> Result<Vec<Bytes>, ErasureError> {
         let mut left = block_len;
@@ -176,25 +175,6 @@ impl Erasure {
             left -= take;
         }
         Ok(pieces)
-    }
-
-    pub fn join_data(
-        &self,
-        shards: &[Option<Bytes>],
-        block_len: usize,
-        out: &mut BytesMut,
-    ) -> Result<(), ErasureError> {
-        let mut left = block_len;
-        for shard in &shards[..self.data] {
-            let shard = shard.as_ref().ok_or(ErasureError::NotEnoughShards { have: 0, need: self.data })?;
-            let take = left.min(shard.len());
-            out.extend_from_slice(&shard[..take]);
-            left -= take;
-            if left == 0 {
-                break;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -249,8 +229,7 @@ mod tests {
                     *s = None;
                 }
                 e.reconstruct_all(&mut got, shard_len).unwrap();
-                let mut out = BytesMut::new();
-                e.join_data(&got, len, &mut out).unwrap();
+                let out: Vec<u8> = e.data_pieces(got, len).unwrap().concat();
                 assert_eq!(&out[..], &data[..], "k={k} m={m} len={len}");
             }
         }

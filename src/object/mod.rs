@@ -199,7 +199,7 @@ impl ObjectLayer {
     }
 
     /// Per set: drives reachable now, and the set's read and write quorum.
-    pub fn reachable(&self) -> Vec<(usize, usize, usize)> {
+    fn reachable(&self) -> Vec<(usize, usize, usize)> {
         self.sets
             .iter()
             .map(|s| (s.drives.iter().filter(|d| d.is_online()).count(), s.read_quorum, s.write_quorum))

@@ -205,10 +205,6 @@ impl LockGuard {
     pub fn holder(&self) -> u64 {
         self.holder
     }
-
-    pub fn key(&self) -> &str {
-        &self.key
-    }
 }
 
 /// Takes the read or write lock of `key`, waiting at most `timeout`.
