@@ -10,34 +10,21 @@ import tempfile
 import time
 import urllib.request
 
-import boto3
-import pytest
-from botocore.config import Config
+import importlib.util
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BINARY = os.environ.get("BASALT_BIN", os.path.join(ROOT, "target", "debug", "basalt"))
-ACCESS_KEY = "clusteradmin"
-SECRET_KEY = "clustersecret123"
+# The client suite's harness: the binary, the root keys, free ports and boto3
+# clients, loaded under its own name (a second module named `conftest` would
+# shadow the first when both suites run in one pytest).
+_CLIENTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "clients", "conftest.py")
+_spec = importlib.util.spec_from_file_location("basalt_client_harness", _CLIENTS)
+clients = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(clients)
 
-
-def free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def client_for(endpoint, **config):
-    config.setdefault("retries", {"max_attempts": 1})
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}, **config),
-    )
+BINARY = clients.BINARY
+ACCESS_KEY = clients.ACCESS_KEY
+SECRET_KEY = clients.SECRET_KEY
+free_port = clients.free_port
+client_for = clients.client_for
 
 
 def sha(data):

@@ -179,6 +179,16 @@ def raw_put(endpoint, bucket, key, chunks, size):
     return conn.getresponse()
 
 
+def assert_absent_or_whole(s3, bucket, key, data):
+    """After a failed upload the key is absent or holds all of `data`, never a part."""
+    try:
+        got = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except botocore.exceptions.ClientError as e:
+        assert e.response["Error"]["Code"] == "NoSuchKey", e.response
+        return
+    assert sha(got) == sha(data), f"{key} holds {len(got)} bytes that are not the upload"
+
+
 def test_node_killed_mid_upload_and_mid_download(cluster_factory):
     c = cluster_factory(4, 1).start()
     s3 = [c.s3(n) for n in range(4)]
@@ -194,15 +204,12 @@ def test_node_killed_mid_upload_and_mid_download(cluster_factory):
                 c.kill(0)
             yield data[off:off + MiB]
 
-    with pytest.raises(Exception):
-        r = raw_put(c.endpoints[0], "mid", "upload-killed", chunks(16 * MiB), size)
-        assert r.status == 200
-        raise AssertionError("the upload succeeded although its node died")
     try:
-        got = s3[1].get_object(Bucket="mid", Key="upload-killed")["Body"].read()
-        assert sha(got) == sha(data)
-    except botocore.exceptions.ClientError as e:
-        assert e.response["Error"]["Code"] == "NoSuchKey"
+        status = raw_put(c.endpoints[0], "mid", "upload-killed", chunks(16 * MiB), size).status
+    except (OSError, http.client.HTTPException):
+        status = None
+    assert status != 200, "the upload succeeded although its node died before the body was sent"
+    assert_absent_or_whole(s3[1], "mid", "upload-killed", data)
     c.start(0)
 
     # Another node dies during an upload through node 1: the upload completes
@@ -214,12 +221,13 @@ def test_node_killed_mid_upload_and_mid_download(cluster_factory):
             yield data[off:off + MiB]
 
     try:
-        r = raw_put(c.endpoints[0], "mid", "other-killed", chunks_killing_other(), size)
-        status = r.status
-    except OSError:
+        status = raw_put(c.endpoints[0], "mid", "other-killed", chunks_killing_other(), size).status
+    except (OSError, http.client.HTTPException):
         status = None
     if status == 200:
         assert sha(s3[1].get_object(Bucket="mid", Key="other-killed")["Body"].read()) == sha(data)
+    else:
+        assert_absent_or_whole(s3[1], "mid", "other-killed", data)
     c.start(2)
 
     # Downloads: a node holding shards dies mid-stream; the client gets the whole
@@ -302,6 +310,8 @@ def test_strangers_cannot_join(cluster_factory):
         for p in (impostor, stranger):
             assert p.poll() is None or p.returncode != 0
         assert "Ready in" not in c.log(3)[c.log_start[3]:], "the impostor must never serve"
+        with open(os.path.join(c.dir, f"extra{port}.log"), errors="replace") as f:
+            assert "Ready in" not in f.read(), "a process with another endpoint list must never serve"
         logs = "".join(c.log(n) for n in range(3))
         assert "other root credentials" in logs, logs[-3000:]
         assert "other drive arguments" in logs, logs[-3000:]
