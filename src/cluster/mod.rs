@@ -155,11 +155,16 @@ pub fn lock_quorum(nodes: usize, write: bool) -> usize {
     if write { w } else { nodes - w + 1 }
 }
 
-/// Takes `key`'s lock across the cluster: first this node's (which queues
-/// fairly behind local requests), then the other nodes', each granted only if
-/// free. Short of a quorum the grants are given back and the round is retried
-/// after a growing, jittered pause; with too few nodes reachable it fails at once.
+/// Takes `key`'s lock: on a single node from its own lock table; in a cluster,
+/// first this node's (which queues fairly behind local requests), then the
+/// other nodes', each granted only if free. Short of a quorum the grants are
+/// given back and the round is retried after a growing, jittered pause; with
+/// too few nodes reachable it fails at once.
 pub async fn lock(core: &Rc<Core>, key: &str, write: bool, timeout: Duration) -> Result<LockGuard> {
+    if core.peers().is_empty() {
+        // A single node: its own lock table is the whole story.
+        return crate::runtime::lock::lock(core, key, write, timeout).await;
+    }
     let deadline = Instant::now() + timeout;
     let peers: Vec<Rc<Peer>> = core.peers().to_vec();
     let need = lock_quorum(peers.len() + 1, write);

@@ -158,7 +158,7 @@ pub fn parse_as(args: &[String], parity: Option<usize>, listen: Option<SocketAdd
     }
     let urls = expanded.iter().filter(|e| is_url(e)).count();
     if urls == 0 {
-        return local_topology(&expanded, parity);
+        return local_topology(&expanded.iter().map(PathBuf::from).collect::<Vec<_>>(), parity);
     }
     if urls != expanded.len() {
         let url = expanded.iter().find(|e| is_url(e)).cloned().unwrap_or_default();
@@ -221,13 +221,14 @@ pub fn parse_as(args: &[String], parity: Option<usize>, listen: Option<SocketAdd
 }
 
 /// One node on plain paths.
-fn local_topology(paths: &[String], parity: Option<usize>) -> Result<Topology, TopologyError> {
-    let drives: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
-    let layout = super::layout(&drives, parity)?;
+/// One node on plain paths (the drives of a standalone server).
+pub fn local_topology(drives: &[PathBuf], parity: Option<usize>) -> Result<Topology, TopologyError> {
+    let layout = super::layout(drives, parity)?;
+    let texts: Vec<String> = drives.iter().map(|p| p.display().to_string()).collect();
     let endpoints =
-        drives.iter().zip(paths).map(|(p, text)| Endpoint { node: 0, path: p.clone(), text: text.clone() }).collect();
-    let nodes = vec![NodeInfo { host: "localhost".into(), port: 0, drives: (0..paths.len()).collect() }];
-    Ok(Topology { endpoints, nodes, local: 0, layout, fingerprint: fingerprint(paths, parity), distributed: false })
+        drives.iter().zip(&texts).map(|(p, text)| Endpoint { node: 0, path: p.clone(), text: text.clone() }).collect();
+    let nodes = vec![NodeInfo { host: "localhost".into(), port: 0, drives: (0..drives.len()).collect() }];
+    Ok(Topology { endpoints, nodes, local: 0, layout, fingerprint: fingerprint(&texts, parity), distributed: false })
 }
 
 /// The largest set size in 2..=16 that divides the drive count and spreads evenly

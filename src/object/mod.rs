@@ -36,7 +36,7 @@ use crate::drive::{DIR_META_FILE, DriveError, DriveHandle, DriveOp, DriveReply, 
 use crate::erasure::Erasure;
 use crate::error::{Error, Result};
 use crate::runtime::Core;
-use crate::runtime::lock::{LOCK_TIMEOUT, LockGuard, lock};
+use crate::runtime::lock::{LOCK_TIMEOUT, LockGuard};
 
 /// Objects up to this size live inside their metadata file: one write per drive
 /// instead of three (data, metadata, directory), which is what makes small PUTs fast.
@@ -239,12 +239,7 @@ impl ObjectLayer {
         if !self.ready.get() {
             return Err(Error::NotInitialized);
         }
-        let key = format!("{bucket}/{key}");
-        if self.core.peers().is_empty() {
-            lock(&self.core, &key, write, LOCK_TIMEOUT).await
-        } else {
-            crate::cluster::lock(&self.core, &key, write, LOCK_TIMEOUT).await
-        }
+        crate::cluster::lock(&self.core, &format!("{bucket}/{key}"), write, LOCK_TIMEOUT).await
     }
 
     // ---- buckets -------------------------------------------------------------

@@ -59,8 +59,6 @@ pub struct ClusterConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("{0}")]
-    Config(#[from] crate::config::ConfigError),
-    #[error("{0}")]
     Topology(#[from] topology::TopologyError),
     #[error("{0}")]
     Format(#[from] format::FormatError),
@@ -212,15 +210,7 @@ impl Runtime {
     /// A single node on local drives: formats or verifies them, cleans
     /// interrupted writes, and starts the executors, ready to serve.
     pub fn start(config: RuntimeConfig) -> Result<Runtime, StartError> {
-        let layout = crate::config::layout(&config.drives, config.parity)?;
-        let endpoints = config
-            .drives
-            .iter()
-            .map(|p| topology::Endpoint { node: 0, path: p.clone(), text: p.display().to_string() })
-            .collect();
-        let nodes =
-            vec![topology::NodeInfo { host: "localhost".into(), port: 0, drives: (0..config.drives.len()).collect() }];
-        let topology = Arc::new(Topology { endpoints, nodes, local: 0, layout, fingerprint: 0, distributed: false });
+        let topology = Arc::new(topology::local_topology(&config.drives, config.parity)?);
         Runtime::start_topology(config.cores, topology)
     }
 
