@@ -12,6 +12,7 @@ use bytes::Bytes;
 use futures_lite::AsyncWriteExt;
 use glommio::io::{DmaFile, DmaStreamWriter, DmaStreamWriterBuilder};
 
+use super::durable;
 use super::format::{self, Format};
 use super::ops::{DiskInfo, DriveOp, DriveReply, VolumeInfo};
 use super::{
@@ -228,7 +229,7 @@ impl LocalDrive {
             }
             DriveOp::WriteAll { volume, path, data } => {
                 let path = self.resolve(&volume, &path)?;
-                self.write_atomic(&path, &data).await?;
+                self.write_atomic(&path, data).await?;
                 Ok(DriveReply::Done)
             }
             DriveOp::ReadAt { volume, path, offset, len } => {
@@ -269,35 +270,50 @@ impl LocalDrive {
                 Ok(DriveReply::Done)
             }
             DriveOp::RenameData { src_dir, volume, key_dir, data_dir, meta_name, meta } => {
-                let old = self.rename_data(src_dir, &volume, &key_dir, data_dir, &meta_name, &meta).await?;
+                let old = self.rename_data(src_dir, &volume, &key_dir, data_dir, &meta_name, meta).await?;
                 Ok(DriveReply::OldMeta(old))
             }
             DriveOp::UndoRename { volume, key_dir, meta_name, old_meta, data_dir } => {
+                let stop = self.resolve(&volume, "")?;
                 let dir = self.resolve(&volume, &key_dir)?;
                 let meta_path = dir.join(check_name(&meta_name)?);
-                match old_meta {
-                    Some(old) => self.write_atomic(&meta_path, &old).await?,
-                    None => blocking(move || remove_path(&meta_path, false)).await?,
-                }
-                if let Some(data_dir) = data_dir {
-                    let data = dir.join(check_name(&data_dir)?);
-                    blocking(move || remove_path(&data, true)).await?;
-                }
-                self.prune(&volume, dir).await;
+                let data = data_dir.map(|d| check_name(&d).map(|d| dir.join(d))).transpose()?;
+                let tmp = self.tmp_file();
+                run(move || {
+                    match old_meta {
+                        Some(old) => replace_file(&tmp, &meta_path, &old, Some(&stop))?,
+                        None => remove_path(&meta_path, false).map_err(|e| DriveError::from_io(&e))?,
+                    }
+                    if let Some(data) = data {
+                        remove_path(&data, true).map_err(|e| DriveError::from_io(&e))?;
+                    }
+                    prune(&dir, &stop);
+                    Ok(())
+                })
+                .await?;
                 Ok(DriveReply::Done)
             }
             DriveOp::DeleteObject { volume, key_dir, meta_name } => {
+                let stop = self.resolve(&volume, "")?;
                 let dir = self.resolve(&volume, &key_dir)?;
                 let meta_path = dir.join(check_name(&meta_name)?);
-                // A corrupt metadata file is still removed; its data directory is then unknown.
-                let file = read_range(&meta_path, 0, None).await?;
-                let data_dir = meta::decode(&file).ok().and_then(|(m, _)| m.data_dir);
-                blocking(move || remove_path(&meta_path, false)).await?;
-                if let Some(data_dir) = data_dir {
-                    let data = dir.join(check_name(&data_dir)?);
-                    blocking(move || remove_path(&data, true)).await?;
-                }
-                self.prune(&volume, dir).await;
+                run(move || {
+                    let Some(file) =
+                        durable::read_optional(&meta_path, MAX_READ_BYTES).map_err(|e| meta_read_error(&e))?
+                    else {
+                        return Err(DriveError::FileNotFound);
+                    };
+                    // A corrupt metadata file is still removed; its data directory is then unknown.
+                    let data_dir = meta::decode(&Bytes::from(file)).ok().and_then(|(m, _)| m.data_dir);
+                    remove_path(&meta_path, false).map_err(|e| DriveError::from_io(&e))?;
+                    if let Some(data_dir) = data_dir {
+                        let data = dir.join(check_name(&data_dir)?);
+                        remove_path(&data, true).map_err(|e| DriveError::from_io(&e))?;
+                    }
+                    prune(&dir, &stop);
+                    Ok(())
+                })
+                .await?;
                 Ok(DriveReply::Done)
             }
             DriveOp::DeleteDataDir { volume, key_dir, data_dir } => {
@@ -334,19 +350,25 @@ impl LocalDrive {
 
     async fn stat_volume(&self, volume: &str) -> DriveResult<VolumeInfo> {
         let dir = self.resolve(volume, "")?;
-        if !blocking(move || Ok(dir.is_dir())).await? {
-            return Err(DriveError::VolumeNotFound);
-        }
-        let created_ns = match read_range(&self.resolve(volume, BUCKET_META_FILE)?, 0, None).await {
-            Ok(bytes) => serde_json::from_slice::<BucketMeta>(&bytes).map(|m| m.created_ns).unwrap_or(0),
-            Err(_) => 0,
-        };
-        Ok(VolumeInfo { name: volume.to_string(), created_ns })
+        let meta = self.resolve(volume, BUCKET_META_FILE)?;
+        let name = volume.to_string();
+        run(move || {
+            if !dir.is_dir() {
+                return Err(DriveError::VolumeNotFound);
+            }
+            // A bucket whose metadata file is missing or damaged still exists.
+            let created_ns = match durable::read_optional(&meta, MAX_READ_BYTES) {
+                Ok(Some(bytes)) => serde_json::from_slice::<BucketMeta>(&bytes).map(|m| m.created_ns).unwrap_or(0),
+                _ => 0,
+            };
+            Ok(VolumeInfo { name, created_ns })
+        })
+        .await
     }
 
     async fn write_bucket_meta(&self, volume: &str, created_ns: i64) -> DriveResult<()> {
         let body = serde_json::to_vec(&BucketMeta { created_ns }).expect("serialises");
-        self.write_atomic(&self.resolve(volume, BUCKET_META_FILE)?, &body).await
+        self.write_atomic(&self.resolve(volume, BUCKET_META_FILE)?, body.into()).await
     }
 
     async fn heal_volume(&self, volume: &str, created_ns: i64) -> DriveResult<()> {
@@ -373,6 +395,9 @@ impl LocalDrive {
         Ok(())
     }
 
+    /// Commits a version in one trip to the blocking pool: makes the key's
+    /// directory (durably), reads the metadata it replaces, moves the staged data
+    /// directory into place, and durably replaces the metadata file.
     async fn rename_data(
         &self,
         src_dir: Option<String>,
@@ -380,91 +405,49 @@ impl LocalDrive {
         key_dir: &str,
         data_dir: Option<String>,
         meta_name: &str,
-        meta_bytes: &Bytes,
+        meta_bytes: Bytes,
     ) -> DriveResult<Option<Bytes>> {
         let volume_dir = self.resolve(volume, "")?;
         let dir = self.resolve(volume, key_dir)?;
         let meta_path = dir.join(check_name(meta_name)?);
-        let make = dir.clone();
-        blocking(move || {
-            if !volume_dir.is_dir() {
-                return Err(std::io::Error::from(std::io::ErrorKind::NotFound));
+        let moved = match (src_dir, data_dir) {
+            (Some(src), Some(data_dir)) => Some((self.resolve(SYS_VOLUME, &src)?, dir.join(check_name(&data_dir)?))),
+            _ => None,
+        };
+        let tmp = self.tmp_file();
+        run(move || {
+            make_key_dir(&dir, &volume_dir)?;
+            let old = durable::read_optional(&meta_path, MAX_READ_BYTES).map_err(|e| meta_read_error(&e))?;
+            if let Some((src, target)) = moved {
+                // A heal rewrites a version's data directory in place: move the bad copy aside.
+                remove_path(&target, true).map_err(|e| DriveError::from_io(&e))?;
+                std::fs::rename(&src, &target).map_err(|e| DriveError::from_io(&e))?;
+                // The data directory's own entries (its part files) were made in
+                // the temp area: make them durable where they now are.
+                durable::sync_dir(&target).map_err(|e| DriveError::from_io(&e))?;
             }
-            if make.is_dir() {
-                return Ok(());
-            }
-            std::fs::create_dir_all(&make)?;
-            // New directories must survive a crash too: fsync each new entry's parent.
-            let mut cur = make.as_path();
-            while let Some(parent) = cur.parent() {
-                std::fs::File::open(parent)?.sync_all()?;
-                if parent == volume_dir {
-                    break;
-                }
-                cur = parent;
-            }
-            Ok(())
+            replace_file(&tmp, &meta_path, &meta_bytes, Some(&volume_dir))?;
+            Ok(old.map(Bytes::from))
         })
         .await
-        .map_err(|e| if e == DriveError::FileNotFound { DriveError::VolumeNotFound } else { e })?;
-        let old = match read_range(&meta_path, 0, None).await {
-            Ok(b) => Some(b),
-            Err(DriveError::FileNotFound) => None,
-            Err(e) => return Err(e),
-        };
-        if let (Some(src), Some(data_dir)) = (src_dir, data_dir) {
-            let src = self.resolve(SYS_VOLUME, &src)?;
-            let target = dir.join(check_name(&data_dir)?);
-            // A heal rewrites a version's data directory in place: move the bad copy aside.
-            let stale = target.clone();
-            blocking(move || remove_path(&stale, true)).await?;
-            glommio::io::rename(&src, &target).await.map_err(DriveError::from_glommio)?;
-        }
-        self.write_atomic(&meta_path, meta_bytes).await?;
-        Ok(old)
     }
 
-    /// Replaces `path` durably: write a temp file, fdatasync, rename, fsync the directory.
-    async fn write_atomic(&self, path: &Path, data: &[u8]) -> DriveResult<()> {
+    /// Replaces `path` durably (see [`durable::replace`]), creating its
+    /// directory if missing, in one trip to the blocking pool.
+    async fn write_atomic(&self, path: &Path, data: Bytes) -> DriveResult<()> {
         let tmp = self.tmp_file();
-        let file = create_dma(&tmp).await.map_err(|e| match DriveError::from_glommio(e) {
-            DriveError::FileNotFound => DriveError::Offline,
-            other => other,
-        })?;
-        let mut writer = DmaStreamWriterBuilder::new(file).with_buffer_size(WRITE_BUFFER_BYTES).build();
-        let written = async {
-            writer.write_all(data).await?;
-            writer.close().await
-        }
-        .await;
-        if let Err(e) = written {
-            let _ = glommio::io::remove(&tmp).await;
-            return Err(DriveError::from_io(&e));
-        }
-        if let Err(e) = rename_making_parent(&tmp, path).await {
-            let _ = glommio::io::remove(&tmp).await;
-            return Err(e);
-        }
-        sync_dir(path.parent().unwrap_or(path)).await
-    }
-
-    /// Removes now-empty directories from `dir` up to the volume root.
-    async fn prune(&self, volume: &str, dir: PathBuf) {
-        let Ok(stop) = self.resolve(volume, "") else { return };
-        let _ = blocking(move || {
-            let mut cur = dir;
-            while cur != stop && cur.starts_with(&stop) {
-                if std::fs::remove_dir(&cur).is_err() {
-                    break;
-                }
-                match cur.parent() {
-                    Some(p) => cur = p.to_path_buf(),
-                    None => break,
-                }
+        let path = path.to_path_buf();
+        let root = self.root.clone();
+        run(move || {
+            if let Some(parent) = path.parent() {
+                durable::make_dirs(parent, &root).map_err(|e| match DriveError::from_io(&e) {
+                    DriveError::FileNotFound => DriveError::Offline,
+                    other => other,
+                })?;
             }
-            Ok(())
+            replace_file(&tmp, &path, &data, None)
         })
-        .await;
+        .await
     }
 
     /// Opens a file for streaming writes (shard files), creating its directory.
@@ -605,6 +588,69 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Se
     glommio::executor().spawn_blocking(f).await.map_err(|e| DriveError::from_io(&e))
 }
 
+/// Runs a whole drive operation on the blocking pool: one thread round trip for
+/// what would otherwise be an io_uring worker hop per syscall.
+async fn run<T: Send + 'static>(f: impl FnOnce() -> DriveResult<T> + Send + 'static) -> DriveResult<T> {
+    glommio::executor().spawn_blocking(f).await
+}
+
+/// Makes a key's directory inside its volume; a missing volume is a missing bucket.
+fn make_key_dir(dir: &Path, volume_dir: &Path) -> DriveResult<()> {
+    durable::make_dirs(dir, volume_dir).map(|_| ()).map_err(|e| match DriveError::from_io(&e) {
+        DriveError::FileNotFound => DriveError::VolumeNotFound,
+        other => other,
+    })
+}
+
+/// An unreadable metadata file: a damaged one (over the size limit) is corrupt.
+fn meta_read_error(e: &std::io::Error) -> DriveError {
+    match e.kind() {
+        std::io::ErrorKind::InvalidData => DriveError::Corrupt(e.to_string()),
+        _ => DriveError::from_io(e),
+    }
+}
+
+/// Attempts at replacing a file whose directory a concurrent delete pruned
+/// between making it and renaming into it.
+const REPLACE_ATTEMPTS: usize = 3;
+
+/// [`durable::replace`], with the errors a drive reports: a missing temp area
+/// is a drive gone (wiped or unmounted). When `remake` names the volume, a
+/// directory pruned away underneath is made again and the write retried.
+fn replace_file(tmp: &Path, path: &Path, data: &[u8], remake: Option<&Path>) -> DriveResult<()> {
+    let mut attempt = 1;
+    loop {
+        match durable::replace(tmp, path, data) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if !tmp.parent().is_some_and(Path::is_dir) {
+                    return Err(DriveError::Offline);
+                }
+                match (remake, path.parent()) {
+                    (Some(volume_dir), Some(dir)) if attempt < REPLACE_ATTEMPTS => make_key_dir(dir, volume_dir)?,
+                    _ => return Err(DriveError::FileNotFound),
+                }
+                attempt += 1;
+            }
+            Err(e) => return Err(DriveError::from_io(&e)),
+        }
+    }
+}
+
+/// Removes now-empty directories from `dir` up to (not including) `stop`.
+fn prune(dir: &Path, stop: &Path) {
+    let mut cur = dir;
+    while cur != stop && cur.starts_with(stop) {
+        if std::fs::remove_dir(cur).is_err() {
+            break;
+        }
+        match cur.parent() {
+            Some(p) => cur = p,
+            None => break,
+        }
+    }
+}
+
 /// Reads `len` bytes at `offset` (or the whole file) with direct I/O.
 async fn read_range(path: &Path, offset: u64, len: Option<u64>) -> DriveResult<Bytes> {
     let file = open_dma(path).await.map_err(DriveError::from_glommio)?;
@@ -639,13 +685,6 @@ async fn rename_making_parent(src: &Path, dst: &Path) -> DriveResult<()> {
         }
         other => other,
     }
-}
-
-async fn sync_dir(dir: &Path) -> DriveResult<()> {
-    let d = glommio::io::Directory::open(dir).await.map_err(DriveError::from_glommio)?;
-    let r = d.sync().await.map_err(DriveError::from_glommio);
-    let _ = d.close().await;
-    r
 }
 
 fn remove_path(path: &Path, recursive: bool) -> std::io::Result<()> {

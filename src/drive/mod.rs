@@ -10,6 +10,7 @@
 //! This module also owns the on-disk formats: `format.json` ([`format`]), the
 //! per-object metadata file ([`meta`]) and the sorted key walk ([`walk`]).
 
+mod durable;
 pub mod format;
 mod handle;
 mod local;

@@ -214,7 +214,13 @@ impl ObjectLayer {
     ) -> Result<ObjectInfo> {
         names::check_bucket(bucket)?;
         names::check_key(key)?;
-        self.require_bucket(bucket).await?;
+        // A body that goes to shard files is not staged into a missing bucket. A
+        // small one stays in memory; the commit itself finds a missing bucket
+        // (every drive answers "no such volume"), which saves a round of drive
+        // calls on every small PUT.
+        if options.size.is_none_or(|s| s > INLINE_MAX_BYTES as u64) {
+            self.require_bucket(bucket).await?;
+        }
         let set = self.set_for(bucket, key);
         let order = self.shard_order(set, key);
         let tmp_dir = format!("{TMP_DIR}/{}", uuid::Uuid::new_v4());
