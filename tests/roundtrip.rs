@@ -25,6 +25,24 @@ fn round_trips(drives: usize) {
         }
         let head = node.head("bucket", &key).unwrap();
         assert_eq!((head.size, head.etag.as_str()), (*size as u64, info.etag.as_str()));
+        check_shard_file_sizes(&node, &key, *size as u64);
+    }
+}
+
+/// Shard files are reserved at their final size before they are written: each
+/// must end up exactly as long as its blocks, never longer (a reservation left
+/// over) or shorter.
+fn check_shard_file_sizes(node: &Node, key: &str, size: u64) {
+    let drives = node.drives.len();
+    let set = (2..=16).rev().find(|s| drives.is_multiple_of(*s)).unwrap_or(drives);
+    let parity = basalt::erasure::default_parity(set);
+    let erasure = basalt::erasure::Erasure::new(set - parity, parity, basalt::erasure::BLOCK_SIZE_BYTES).unwrap();
+    let want = basalt::erasure::shard_file_size(&erasure, size);
+    for d in 0..drives {
+        for f in node.shard_files(d, "bucket", key) {
+            let got = std::fs::metadata(&f).unwrap().len();
+            assert_eq!(got, want, "{} is {got} bytes, want {want} ({size}-byte object)", f.display());
+        }
     }
 }
 

@@ -113,8 +113,8 @@ impl RemoteDrive {
         }
     }
 
-    pub async fn create_file(&self, volume: &str, path: &str) -> DriveResult<RemoteWriter> {
-        self.peer.create_file(self.drive, volume, path).await
+    pub async fn create_file(&self, volume: &str, path: &str, size: Option<u64>) -> DriveResult<RemoteWriter> {
+        self.peer.create_file(self.drive, volume, path, size).await
     }
 
     pub fn is_online(&self) -> bool {

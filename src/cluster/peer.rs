@@ -131,14 +131,20 @@ impl Peer {
     }
 
     /// Opens a shard file on the node for streaming.
-    pub async fn create_file(&self, drive: usize, volume: &str, path: &str) -> DriveResult<RemoteWriter> {
+    pub async fn create_file(
+        &self,
+        drive: usize,
+        volume: &str,
+        path: &str,
+        size: Option<u64>,
+    ) -> DriveResult<RemoteWriter> {
         let conn = self.live().ok_or(DriveError::Offline)?;
         let id = conn.id();
         let (tx, done) = oneshot::channel();
         let (ack_tx, acks) = mpsc::unbounded();
         conn.pending.borrow_mut().insert(id, tx);
         conn.acks.borrow_mut().insert(id, ack_tx);
-        let req = Request::CreateFile { drive: drive as u32, volume: volume.into(), path: path.into() };
+        let req = Request::CreateFile { drive: drive as u32, volume: volume.into(), path: path.into(), size };
         if conn.out.send(Frame::message(id, Kind::Request, &req)).await.is_err() {
             return Err(DriveError::Offline);
         }

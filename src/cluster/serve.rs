@@ -89,10 +89,10 @@ pub async fn serve(mut stream: TcpStream, ctx: Rc<CoreCtx>) {
                     }
                 };
                 let (ctx, out, id) = (ctx.clone(), out.clone(), f.id);
-                if let Request::CreateFile { drive, volume, path } = req {
+                if let Request::CreateFile { drive, volume, path, size } = req {
                     let (tx, rx) = mpsc::channel(STREAM_WINDOW_CHUNKS);
                     streams.borrow_mut().insert(id, tx);
-                    let receiving = receive_file(ctx, out, id, drive as usize, volume, path, rx);
+                    let receiving = receive_file(ctx, out, id, drive as usize, (volume, path, size), rx);
                     spawn_guarded("inter-node shard stream", receiving);
                 } else {
                     spawn_guarded("inter-node request", async move {
@@ -246,12 +246,11 @@ async fn receive_file(
     out: Rc<LocalSender<Frame>>,
     id: u64,
     drive: usize,
-    volume: String,
-    path: String,
+    (volume, path, size): (String, String, Option<u64>),
     mut chunks: mpsc::Receiver<StreamItem>,
 ) {
     let result = async {
-        let mut writer = local_handle(&ctx, drive)?.create_file(&volume, &path).await?;
+        let mut writer = local_handle(&ctx, drive)?.create_file(&volume, &path, size).await?;
         while let Some(item) = chunks.next().await {
             match item {
                 StreamItem::Data(b) => {

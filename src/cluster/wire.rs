@@ -28,7 +28,7 @@ use crate::drive::{DriveError, DriveOp, DriveReply};
 /// name, never with a NUL byte.
 pub const PREAMBLE: &[u8; 8] = b"\0BASALT\x01";
 /// Protocol version; peers with another one are refused at the handshake.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Largest frame accepted: a shard block (1 MiB / k plus its hash) or a listing
 /// page fits with room to spare; anything larger is a broken or hostile peer.
 pub const MAX_FRAME_BYTES: usize = 16 << 20;
@@ -236,6 +236,8 @@ pub enum Request {
         drive: u32,
         volume: String,
         path: String,
+        /// The file's final size, when known: reserved up front.
+        size: Option<u64>,
     },
     /// The receiving node's drives' `format.json`s, for start-up agreement.
     Formats,

@@ -27,12 +27,13 @@ impl DriveHandle {
         }
     }
 
-    /// Opens a file for streaming writes.
-    pub async fn create_file(&self, volume: &str, path: &str) -> DriveResult<ShardWriter> {
+    /// Opens a file for streaming writes; `size`, when known, is the file's
+    /// final size (the drive reserves it up front).
+    pub async fn create_file(&self, volume: &str, path: &str, size: Option<u64>) -> DriveResult<ShardWriter> {
         match self {
-            DriveHandle::Local(d) => Ok(ShardWriter::Local(d.create_file(volume, path).await?)),
-            DriveHandle::Core(d) => Ok(ShardWriter::Core(d.create_file(volume, path).await?)),
-            DriveHandle::Remote(d) => Ok(ShardWriter::Remote(d.create_file(volume, path).await?)),
+            DriveHandle::Local(d) => Ok(ShardWriter::Local(d.create_file(volume, path, size).await?)),
+            DriveHandle::Core(d) => Ok(ShardWriter::Core(d.create_file(volume, path, size).await?)),
+            DriveHandle::Remote(d) => Ok(ShardWriter::Remote(d.create_file(volume, path, size).await?)),
         }
     }
 

@@ -451,7 +451,7 @@ impl LocalDrive {
     }
 
     /// Opens a file for streaming writes (shard files), creating its directory.
-    pub async fn create_file(&self, volume: &str, path: &str) -> DriveResult<LocalWriter> {
+    pub async fn create_file(&self, volume: &str, path: &str, size: Option<u64>) -> DriveResult<LocalWriter> {
         let path = self.resolve(volume, path)?;
         let file = match create_dma(&path).await {
             Ok(f) => f,
@@ -473,6 +473,22 @@ impl LocalDrive {
                 other => return self.note::<LocalWriter>(Err(other)),
             },
         };
+        if let Some(size) = size.filter(|s| *s > 0) {
+            // Reserved and sized up front, every write lands inside the file on
+            // allocated blocks: ext4 then takes it straight from io_uring instead
+            // of handing each appending write to a kernel worker thread (a context
+            // switch per write). Best effort: a filesystem without fallocate still
+            // takes the writes, and a drive too full for the whole reservation
+            // says so now.
+            if let Err(e) = file.pre_allocate(size, false).await {
+                let e = DriveError::from_glommio(e);
+                if e == DriveError::DriveFull {
+                    let _ = file.close().await;
+                    let _ = glommio::io::remove(&path).await;
+                    return self.note(Err(e));
+                }
+            }
+        }
         let writer = DmaStreamWriterBuilder::new(file)
             .with_buffer_size(WRITE_BUFFER_BYTES)
             .with_write_behind(WRITE_BEHIND_BUFFERS)

@@ -11,7 +11,7 @@ use super::quorum::{self, Found};
 use super::{ObjectLayer, Set, key_location, names};
 use crate::drive::meta::{self, ObjectMeta};
 use crate::drive::{DriveHandle, DriveOp, SYS_VOLUME, ShardWriter, TMP_DIR};
-use crate::erasure::{BITROT_HASH_BYTES, Erasure, shard_file_offset, verify_framed};
+use crate::erasure::{BITROT_HASH_BYTES, Erasure, shard_file_offset, shard_file_size, verify_framed};
 use crate::error::{Error, Result};
 
 /// What a heal found and did.
@@ -195,7 +195,9 @@ async fn rebuild_files(
     let n = erasure.total_shards();
     for part in &meta.parts {
         let target = format!("{tmp_dir}/part.{}", part.number);
-        let opened = join_all(bad.iter().map(|&i| set.drives[positions[i]].create_file(SYS_VOLUME, &target))).await;
+        let size = Some(shard_file_size(erasure, part.size));
+        let opened =
+            join_all(bad.iter().map(|&i| set.drives[positions[i]].create_file(SYS_VOLUME, &target, size))).await;
         let mut writers: Vec<ShardWriter> = opened.into_iter().collect::<std::result::Result<_, _>>()?;
         let path = format!("{data_path}/part.{}", part.number);
         for (block_index, block_len) in blocks(erasure, part.size) {

@@ -14,7 +14,7 @@ use md5::{Digest, Md5};
 use super::{Body, INLINE_MAX_BYTES, MAX_OBJECT_BYTES, ObjectInfo, ObjectLayer, PutOptions, Set, key_location, names};
 use crate::drive::meta::{self, ErasureInfo, ObjectMeta, PartInfo};
 use crate::drive::{DATA_DIR_PREFIX, DriveError, DriveHandle, DriveOp, DriveReply, SYS_VOLUME, ShardWriter, TMP_DIR};
-use crate::erasure::{BITROT_HASH_BYTES, Erasure, bitrot_hash};
+use crate::erasure::{BITROT_HASH_BYTES, Erasure, bitrot_hash, shard_file_size};
 use crate::error::{Error, Result};
 
 /// A body consumed into shards.
@@ -125,7 +125,8 @@ pub(crate) async fn stage<B: Body>(to: StageTo<'_>, body: &mut B) -> Result<Stag
         }
     }
 
-    let opened = join_all(order.iter().map(|d| d.create_file(SYS_VOLUME, path))).await;
+    let shard_file = declared.map(|d| shard_file_size(&erasure, d));
+    let opened = join_all(order.iter().map(|d| d.create_file(SYS_VOLUME, path, shard_file))).await;
     // Drives that failed because they are full: below quorum, that is the answer.
     let full = std::cell::Cell::new(opened.iter().filter(|r| matches!(r, Err(DriveError::DriveFull))).count());
     let mut writers: Vec<Option<ShardWriter>> = opened.into_iter().map(Result::ok).collect();

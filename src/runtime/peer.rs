@@ -28,6 +28,7 @@ pub enum CoreMsg {
         drive: usize,
         volume: String,
         path: String,
+        size: Option<u64>,
         chunks: mpsc::Receiver<Bytes>,
         reply: oneshot::Sender<DriveResult<u64>>,
     },
@@ -75,13 +76,14 @@ impl CoreDrive {
         rx.await.map_err(|_| DriveError::Offline)?
     }
 
-    pub async fn create_file(&self, volume: &str, path: &str) -> DriveResult<CoreWriter> {
+    pub async fn create_file(&self, volume: &str, path: &str, size: Option<u64>) -> DriveResult<CoreWriter> {
         let (chunks_tx, chunks_rx) = mpsc::channel(WRITER_QUEUE_CHUNKS);
         let (tx, rx) = oneshot::channel();
         let msg = CoreMsg::CreateFile {
             drive: self.drive,
             volume: volume.to_string(),
             path: path.to_string(),
+            size,
             chunks: chunks_rx,
             reply: tx,
         };
@@ -125,13 +127,13 @@ pub(super) async fn serve(core: Rc<Core>, msg: CoreMsg) {
             };
             let _ = reply.send(result);
         }
-        CoreMsg::CreateFile { drive, volume, path, mut chunks, reply } => {
+        CoreMsg::CreateFile { drive, volume, path, size, mut chunks, reply } => {
             let Some(d) = core.local_drive(drive) else {
                 let _ = reply.send(Err(DriveError::Offline));
                 return;
             };
             let result = async {
-                let mut writer = d.create_file(&volume, &path).await?;
+                let mut writer = d.create_file(&volume, &path, size).await?;
                 while let Some(chunk) = chunks.next().await {
                     writer.write(&chunk).await?;
                 }
