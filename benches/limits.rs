@@ -3,7 +3,9 @@
 //! encode (with the bitrot hash of every shard, as a PUT pays it) and memcpy;
 //! O_DIRECT sequential write and read bandwidth and 4 KiB write + fdatasync
 //! latency (one writer, and the rate with many) in the drives' filesystem;
-//! loopback TCP throughput and its CPU cost.
+//! the rate of small-object commits done with plain syscalls (what a small PUT
+//! asks of the filesystem, without a server around it); loopback TCP
+//! throughput and its CPU cost.
 //!
 //! CPU costs are CPU seconds of the measuring thread (getrusage RUSAGE_THREAD)
 //! per GiB, not wall time, so a busy neighbour on a shared machine slows the
@@ -31,6 +33,10 @@ const SYNC_ROUNDS: usize = 300;
 /// Writers for the fdatasync rate under concurrency (the 4 KiB benchmark's).
 const SYNC_WRITERS: usize = 32;
 const SYNC_RATE_RUN: Duration = Duration::from_secs(3);
+/// Drives the small-object commit test spreads over (as `benches/e2e.sh` runs basalt).
+const COMMIT_DRIVES: usize = 4;
+/// Bytes of a small object's metadata file: a 4 KiB object inline, plus its metadata.
+const COMMIT_FILE_BYTES: usize = 4096 + 512;
 /// Loopback transfer length and write size.
 const LOOPBACK_RUN: Duration = Duration::from_secs(2);
 const LOOPBACK_WRITE_BYTES: usize = 1 << 20;
@@ -111,17 +117,20 @@ fn disk(dir: &Path) -> serde_json::Value {
         .expect("O_DIRECT open (tmpfs cannot do O_DIRECT)");
     let mut buf = Aligned::new(SEQ_IO_BYTES);
     buf.slice().iter_mut().enumerate().for_each(|(i, b)| *b = (i * 7 % 251) as u8);
-    let t = Instant::now();
+    let gib = SEQ_FILE_BYTES as f64 / GIB;
+    let (t, cpu) = (Instant::now(), thread_cpu_secs());
     for off in (0..SEQ_FILE_BYTES).step_by(SEQ_IO_BYTES) {
         file.write_all_at(buf.slice(), off as u64).expect("O_DIRECT write");
     }
     file.sync_data().expect("fdatasync");
     let write_mib_s = SEQ_FILE_BYTES as f64 / (1 << 20) as f64 / t.elapsed().as_secs_f64();
-    let t = Instant::now();
+    let write_cpu = (thread_cpu_secs() - cpu) / gib;
+    let (t, cpu) = (Instant::now(), thread_cpu_secs());
     for off in (0..SEQ_FILE_BYTES).step_by(SEQ_IO_BYTES) {
         file.read_exact_at(buf.slice(), off as u64).expect("O_DIRECT read");
     }
     let read_mib_s = SEQ_FILE_BYTES as f64 / (1 << 20) as f64 / t.elapsed().as_secs_f64();
+    let read_cpu = (thread_cpu_secs() - cpu) / gib;
     drop(file);
     let _ = std::fs::remove_file(&path);
 
@@ -162,14 +171,67 @@ fn disk(dir: &Path) -> serde_json::Value {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
     });
+    let (commits_per_s, commit_cpu_ms) = small_commits(dir);
     serde_json::json!({
         "odirect_write_mib_s": write_mib_s,
         "odirect_read_mib_s": read_mib_s,
+        "odirect_write_cpu_s_per_gib": write_cpu,
+        "odirect_read_cpu_s_per_gib": read_cpu,
+        "small_commits_per_s": commits_per_s,
+        "small_commit_cpu_ms": commit_cpu_ms,
+        "small_commit_drives": COMMIT_DRIVES,
         "fsync_4k_p50_ms": percentile(&lat_ms, 0.5),
         "fsync_4k_p99_ms": percentile(&lat_ms, 0.99),
         "fsync_4k_parallel_per_s": total as f64 / SYNC_RATE_RUN.as_secs_f64(),
         "fsync_parallel_writers": SYNC_WRITERS,
     })
+}
+
+/// What one drive's share of a small PUT asks of the filesystem, done with
+/// plain syscalls by `SYNC_WRITERS` writers on each of `COMMIT_DRIVES` drive
+/// directories at once: make the key's directory, write the metadata file to a
+/// temp name, fdatasync, rename it into the key's directory, fsync that
+/// directory and its parent (the durable commit `src/drive/durable.rs` does).
+/// Returns commits per second (all drives together) and CPU milliseconds per
+/// commit (the whole process, kernel included).
+fn small_commits(dir: &Path) -> (f64, f64) {
+    let root = dir.join(".basalt-limits-commits");
+    let data = vec![0x3cu8; COMMIT_FILE_BYTES];
+    let cpu = process_cpu_secs();
+    let stop = Instant::now() + SYNC_RATE_RUN;
+    let start = Instant::now();
+    let total: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..COMMIT_DRIVES * SYNC_WRITERS)
+            .map(|w| {
+                let drive = root.join(format!("d{}", w % COMMIT_DRIVES));
+                let (tmp, parent) = (drive.join("tmp"), drive.join("bucket"));
+                let data = &data;
+                s.spawn(move || {
+                    std::fs::create_dir_all(&tmp).expect("commit test directory");
+                    std::fs::create_dir_all(&parent).expect("commit test directory");
+                    let mut n = 0;
+                    while Instant::now() < stop {
+                        let key = parent.join(format!("w{w}-{n}"));
+                        let t = tmp.join(format!("w{w}-{n}"));
+                        std::fs::create_dir(&key).expect("mkdir");
+                        let mut f = std::fs::File::create(&t).expect("create");
+                        f.write_all(data).expect("write");
+                        f.sync_data().expect("fdatasync");
+                        std::fs::rename(&t, key.join("meta")).expect("rename");
+                        std::fs::File::open(&key).and_then(|d| d.sync_all()).expect("fsync");
+                        std::fs::File::open(&parent).and_then(|d| d.sync_all()).expect("fsync");
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+    });
+    let secs = start.elapsed().as_secs_f64();
+    let cpu_ms = (process_cpu_secs() - cpu) * 1000.0 / total.max(1) as f64;
+    let _ = std::fs::remove_dir_all(&root);
+    (total as f64 / secs, cpu_ms)
 }
 
 fn libc_o_direct() -> i32 {
