@@ -65,6 +65,13 @@ pub fn run(opts: ServerOptions) -> Result<(), String> {
             list.join("\n")
         ));
     }
+    for (addr, flag) in [(Some(opts.address), "--address"), (opts.console_address, "--console-address")] {
+        if let Some(addr) = addr {
+            crate::http::server::check_free(addr).map_err(|e| {
+                format!("cannot listen on {addr} ({flag}): {e}; is another basalt or another server running there?")
+            })?;
+        }
+    }
     // Signals are taken by one thread (sigwait), never by executors.
     let signals = shutdown_signals();
     signals.thread_block().map_err(|e| format!("cannot block signals: {e}"))?;

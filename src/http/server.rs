@@ -27,6 +27,15 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Connections one core serves at once; more wait in the kernel's backlog.
 pub const MAX_CONNECTIONS_PER_CORE: usize = 4096;
 
+/// Fails if another socket already listens on `addr`. The per-core listeners
+/// set SO_REUSEPORT, which lets any process of the same user that sets it too
+/// bind the same port: a second basalt started by mistake would silently share
+/// the port, each answering its share of the connections from its own drives.
+/// A bind without the option conflicts with every listener there.
+pub fn check_free(addr: SocketAddr) -> std::io::Result<()> {
+    std::net::TcpListener::bind(addr).map(drop)
+}
+
 /// Binds the S3 port on this core.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).map_err(|e| std::io::Error::other(e.to_string()))

@@ -208,3 +208,27 @@ def test_trickling_body_is_cut_off(server, s3):
     assert elapsed < 45, "the trickling request was never cut off"
     assert response == b"" or b"RequestTimeout" in response
     assert s3.get_object(Bucket="http", Key="slow")["Body"].read() == b"previous"
+
+
+def test_a_second_server_on_a_taken_port_refuses_to_start(server, s3):
+    """The listeners use SO_REUSEPORT; a second basalt on the same port must not
+    silently take a share of the connections with drives of its own."""
+    import os
+    import subprocess
+    import tempfile
+
+    from conftest import BINARY
+
+    s3.create_bucket(Bucket="mine")
+    s3.put_object(Bucket="mine", Key="k", Body=b"first server")
+    other = tempfile.mkdtemp(prefix="basalt-test-second-")
+    env = dict(os.environ, BASALT_ROOT_USER=ACCESS_KEY, BASALT_ROOT_PASSWORD=SECRET_KEY)
+    args = [BINARY, "server", "--address", f"127.0.0.1:{server.port}", "--cores", "2"]
+    args += [os.path.join(other, f"d{i}") for i in range(1, 5)]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{server.port}" in done.stderr, done.stderr
+    # Nothing was formatted, and every request still reaches the first server.
+    assert not any(os.path.exists(os.path.join(other, f"d{i}")) for i in range(1, 5))
+    for _ in range(20):
+        assert s3.get_object(Bucket="mine", Key="k")["Body"].read() == b"first server"
