@@ -136,7 +136,8 @@ def main_op(r):
 print(f"machine: {cpus} CPUs; layout {lim['layout']} on {drives} drives sharing one filesystem")
 print(f"limits per core (CPU s/GiB): MD5 {lim['md5_cpu_s_per_gib']:.3f}  SHA-256 {lim['sha256_cpu_s_per_gib']:.3f}  "
       f"bitrot {lim['bitrot_cpu_s_per_gib']:.3f}  RS encode {lim['rs_encode_cpu_s_per_gib']:.3f}  "
-      f"RS encode+bitrot {lim['encode_bitrot_cpu_s_per_gib']:.3f}  memcpy {lim['memcpy_cpu_s_per_gib']:.3f}")
+      f"RS encode+bitrot {lim['encode_bitrot_cpu_s_per_gib']:.3f}  RS decode {lim['rs_decode_cpu_s_per_gib']:.3f}  "
+      f"memcpy {lim['memcpy_cpu_s_per_gib']:.3f}")
 print(f"disk: O_DIRECT write {lim['odirect_write_mib_s']:.0f} MiB/s, read {lim['odirect_read_mib_s']:.0f} MiB/s; "
       f"4 KiB write+fdatasync p50 {lim['fsync_4k_p50_ms']:.2f} ms p99 {lim['fsync_4k_p99_ms']:.2f} ms, "
       f"{lim['fsync_4k_parallel_per_s']:.0f}/s with {lim['fsync_parallel_writers']} writers")
@@ -227,6 +228,13 @@ if r and d:
     x = d["ops"]["GET"]["mib_per_s"] / r["ops"]["GET"]["mib_per_s"]
     row("degraded GET (2 of 4 drives gone) / healthy", f"{x:.2f}", ">= 0.7", x >= 0.7,
         f"{d['ops']['GET']['mib_per_s']:.0f} vs {r['ops']['GET']['mib_per_s']:.0f} MiB/s")
+    if r.get("server") and d.get("server"):
+        # Decoding every block (for the objects whose data shards were on the lost
+        # drives) is compute a healthy GET never does.
+        extra = d["server"]["cpu_s_per_gib"] - r["server"]["cpu_s_per_gib"]
+        row("degraded GET: extra CPU/GiB / RS decode", f"{extra / lim['rs_decode_cpu_s_per_gib']:.2f}", "(bound)", None,
+            f"{extra:.3f} more s/GiB than healthy; decode of {lim['rs_decode_lost_shards']} lost shards "
+            f"{lim['rs_decode_cpu_s_per_gib']:.3f} s/GiB")
 print()
 print("throughput against the hardware (one disk under all four drives):")
 k, m = (int(v) for v in lim["layout"].split("+"))

@@ -1,6 +1,7 @@
 //! This machine's limits, for `benches/e2e.sh` to hold the server against:
 //! per-core CPU cost of MD5, SHA-256, the bitrot hash (XXH3-64), Reed-Solomon
-//! encode (with the bitrot hash of every shard, as a PUT pays it) and memcpy;
+//! encode (with the bitrot hash of every shard, as a PUT pays it), decode of a
+//! block that lost min(k, m) data shards, and memcpy;
 //! O_DIRECT sequential write and read bandwidth and 4 KiB write + fdatasync
 //! latency (one writer, and the rate with many) in the drives' filesystem;
 //! the rate of small-object commits done with plain syscalls (what a small PUT
@@ -288,6 +289,11 @@ fn main() {
     let block: Vec<u8> = (0..BLOCK_SIZE_BYTES).map(|i| (i * 31 % 251) as u8).collect();
     let erasure = Erasure::new(data, parity, BLOCK_SIZE_BYTES).expect("layout");
     let mut copy_target = vec![0u8; BLOCK_SIZE_BYTES];
+    // A block whose first `min(k, m)` data shards are lost: what a degraded GET
+    // decodes for every block when that many drives holding data are gone.
+    let coded: Vec<bytes::Bytes> = erasure.encode(&block).expect("encode");
+    let lost = data.min(parity);
+    let shard_len = erasure.shard_size(BLOCK_SIZE_BYTES);
     let mut out = serde_json::json!({
         "layout": format!("{data}+{parity}"),
         "md5_cpu_s_per_gib": cpu_per_gib(BLOCK_SIZE_BYTES, || Md5::digest(&block)[0] as u64),
@@ -299,6 +305,13 @@ fn main() {
         "encode_bitrot_cpu_s_per_gib": cpu_per_gib(BLOCK_SIZE_BYTES, || {
             erasure.encode(&block).expect("encode").iter().fold(0, |a, s| a ^ bitrot_hash(s))
         }),
+        "rs_decode_cpu_s_per_gib": cpu_per_gib(BLOCK_SIZE_BYTES, || {
+            let mut shards: Vec<Option<bytes::Bytes>> =
+                coded.iter().enumerate().map(|(i, s)| (i >= lost).then(|| s.clone())).collect();
+            erasure.reconstruct_data(&mut shards, shard_len).expect("decode");
+            shards[0].as_ref().map_or(0, |s| s[0] as u64)
+        }),
+        "rs_decode_lost_shards": lost,
         "memcpy_cpu_s_per_gib": cpu_per_gib(BLOCK_SIZE_BYTES, || {
             copy_target.copy_from_slice(&block);
             copy_target[7] as u64
