@@ -24,16 +24,33 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 /// A client that does not take our bytes for this long is disconnected.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the start-up check waits for a listener already on the port.
+const PORT_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// Connections one core serves at once; more wait in the kernel's backlog.
 pub const MAX_CONNECTIONS_PER_CORE: usize = 4096;
 
-/// Fails if another socket already listens on `addr`. The per-core listeners
-/// set SO_REUSEPORT, which lets any process of the same user that sets it too
-/// bind the same port: a second basalt started by mistake would silently share
-/// the port, each answering its share of the connections from its own drives.
-/// A bind without the option conflicts with every listener there.
+/// Fails if another process already accepts connections on `addr`. The
+/// per-core listeners set SO_REUSEPORT, which lets any process of the same user
+/// that sets it too bind the same port: a second basalt started by mistake
+/// would silently share the port, each answering its share of the connections
+/// from its own drives. A trial bind cannot tell that apart from the closing
+/// connections a killed server leaves behind, so knock instead: a listener
+/// there answers.
 pub fn check_free(addr: SocketAddr) -> std::io::Result<()> {
-    std::net::TcpListener::bind(addr).map(drop)
+    let mut target = addr;
+    if target.ip().is_unspecified() {
+        target.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    match std::net::TcpStream::connect_timeout(&target, PORT_PROBE_TIMEOUT) {
+        Ok(_) => {
+            Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "another process already accepts connections there"))
+        }
+        // Refused (nothing listens), or unreachable: binding will tell.
+        Err(_) => Ok(()),
+    }
 }
 
 /// Binds the S3 port on this core.
