@@ -24,19 +24,23 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 /// A client that does not take our bytes for this long is disconnected.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long the start-up check waits for a listener already on the port.
-const PORT_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long the start-up check waits for a server already on the port to
+/// accept, and then to answer.
+const PORT_PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Connections one core serves at once; more wait in the kernel's backlog.
 pub const MAX_CONNECTIONS_PER_CORE: usize = 4096;
 
-/// Fails if another process already accepts connections on `addr`. The
-/// per-core listeners set SO_REUSEPORT, which lets any process of the same user
-/// that sets it too bind the same port: a second basalt started by mistake
-/// would silently share the port, each answering its share of the connections
-/// from its own drives. A trial bind cannot tell that apart from the closing
-/// connections a killed server leaves behind, so knock instead: a listener
-/// there answers.
+/// Fails if another server answers on `addr`. The per-core listeners set
+/// SO_REUSEPORT, which lets any process of the same user that sets it too bind
+/// the same port: a second basalt started by mistake would silently share the
+/// port, each answering its share of the connections from its own drives. A
+/// trial bind cannot tell that apart from the closing connections a killed
+/// server leaves behind, and a bare connect is no better: a server killed a
+/// moment ago still completes handshakes while the kernel tears down its
+/// io_uring, which holds the listening socket. So ask: a live server answers
+/// an HTTP request; a dying socket never does.
 pub fn check_free(addr: SocketAddr) -> std::io::Result<()> {
+    use std::io::{Read, Write};
     let mut target = addr;
     if target.ip().is_unspecified() {
         target.set_ip(match addr {
@@ -44,12 +48,20 @@ pub fn check_free(addr: SocketAddr) -> std::io::Result<()> {
             SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
         });
     }
-    match std::net::TcpStream::connect_timeout(&target, PORT_PROBE_TIMEOUT) {
-        Ok(_) => {
-            Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "another process already accepts connections there"))
-        }
-        // Refused (nothing listens), or unreachable: binding will tell.
-        Err(_) => Ok(()),
+    // Refused (nothing listens), or unreachable: binding will tell.
+    let Ok(mut knock) = std::net::TcpStream::connect_timeout(&target, PORT_PROBE_TIMEOUT) else {
+        return Ok(());
+    };
+    let answered = (|| {
+        knock.set_read_timeout(Some(PORT_PROBE_TIMEOUT))?;
+        knock.set_write_timeout(Some(PORT_PROBE_TIMEOUT))?;
+        knock.write_all(b"GET /minio/health/live HTTP/1.0\r\n\r\n")?;
+        let mut byte = [0u8; 1];
+        knock.read(&mut byte)
+    })();
+    match answered {
+        Ok(n) if n > 0 => Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "another server answers there")),
+        _ => Ok(()),
     }
 }
 
