@@ -453,25 +453,25 @@ impl LocalDrive {
     /// Opens a file for streaming writes (shard files), creating its directory.
     pub async fn create_file(&self, volume: &str, path: &str, size: Option<u64>) -> DriveResult<LocalWriter> {
         let path = self.resolve(volume, path)?;
+        let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        // A PUT stages into a fresh directory: make it first instead of failing
+        // an open to find out (an io_uring worker round trip per drive). The
+        // check is one stat, answered from the dentry cache.
+        if !parent.is_dir() {
+            let sys = self.root.join(SYS_VOLUME);
+            blocking(move || {
+                // Never recreate a drive that vanished: only dirs below an existing system folder.
+                if !sys.is_dir() {
+                    return Err(std::io::Error::from(std::io::ErrorKind::NotFound));
+                }
+                std::fs::create_dir_all(&parent)
+            })
+            .await
+            .map_err(|e| if e == DriveError::FileNotFound { DriveError::Offline } else { e })?;
+        }
         let file = match create_dma(&path).await {
             Ok(f) => f,
-            Err(e) => match DriveError::from_glommio(e) {
-                DriveError::FileNotFound => {
-                    let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
-                    let sys = self.root.join(SYS_VOLUME);
-                    blocking(move || {
-                        // Never recreate a drive that vanished: only dirs below an existing system folder.
-                        if !sys.is_dir() {
-                            return Err(std::io::Error::from(std::io::ErrorKind::NotFound));
-                        }
-                        std::fs::create_dir_all(&parent)
-                    })
-                    .await
-                    .map_err(|e| if e == DriveError::FileNotFound { DriveError::Offline } else { e })?;
-                    create_dma(&path).await.map_err(DriveError::from_glommio)?
-                }
-                other => return self.note::<LocalWriter>(Err(other)),
-            },
+            Err(e) => return self.note::<LocalWriter>(Err(DriveError::from_glommio(e))),
         };
         if let Some(size) = size.filter(|s| *s > 0) {
             // Reserved and sized up front, every write lands inside the file on
