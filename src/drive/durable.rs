@@ -93,6 +93,23 @@ pub fn replace(tmp: &Path, path: &Path, data: &[u8]) -> io::Result<()> {
     sync_dir(path.parent().unwrap_or(path))
 }
 
+/// Makes removals under `dir` durable: fsyncs the deepest directory from `dir`
+/// up to `stop` that still exists, the one whose entry for the removed tree
+/// went last (directories emptied on the way were removed with it).
+pub fn sync_after_removal(dir: &Path, stop: &Path) -> io::Result<()> {
+    let mut cur = dir;
+    while !cur.is_dir() {
+        if cur == stop || !cur.starts_with(stop) {
+            return Ok(());
+        }
+        cur = match cur.parent() {
+            Some(p) => p,
+            None => return Ok(()),
+        };
+    }
+    sync_dir(cur)
+}
+
 /// fsyncs a directory, making the entries created or renamed in it durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -130,6 +147,21 @@ mod tests {
         let nowhere = root.path().join("missing/meta");
         assert!(replace(&tmp, &nowhere, b"x").is_err());
         assert!(!tmp.exists());
+    }
+
+    #[test]
+    fn sync_after_removal_finds_the_surviving_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let vol = root.path().join("vol");
+        std::fs::create_dir_all(vol.join("a/b")).unwrap();
+        // The removed tree's parent survives: it is synced, without error.
+        sync_after_removal(&vol.join("a/b/c"), &vol).unwrap();
+        // Everything below the volume is gone: the volume itself is synced.
+        std::fs::remove_dir_all(vol.join("a")).unwrap();
+        sync_after_removal(&vol.join("a/b/c"), &vol).unwrap();
+        // A vanished volume (a deleted bucket) is not an error either.
+        std::fs::remove_dir(&vol).unwrap();
+        sync_after_removal(&vol.join("a"), &vol).unwrap();
     }
 
     #[test]

@@ -311,7 +311,8 @@ impl LocalDrive {
                         remove_path(&data, true).map_err(|e| DriveError::from_io(&e))?;
                     }
                     prune(&dir, &stop);
-                    Ok(())
+                    // An acknowledged delete must not come back after a crash.
+                    durable::sync_after_removal(&dir, &stop).map_err(|e| DriveError::from_io(&e))
                 })
                 .await?;
                 Ok(DriveReply::Done)
