@@ -17,42 +17,14 @@ use basalt::drive::meta::{self, ObjectMeta};
 use basalt::drive::{META_FILE, SYS_VOLUME};
 use basalt::erasure::{BITROT_HASH_BYTES, Erasure};
 
-/// O_DIRECT alignment of offsets, lengths and buffers.
-const ALIGN: usize = 4096;
+#[path = "aligned.rs"]
+mod aligned;
+use aligned::{ALIGN, Aligned};
+
 /// Blocks read from every data shard file per round (one writev sends them).
 const BLOCKS_PER_READ: usize = 4;
 /// Longest request head accepted.
 const MAX_HEAD_BYTES: usize = 16 << 10;
-
-struct Aligned {
-    ptr: *mut u8,
-    layout: std::alloc::Layout,
-}
-
-// SAFETY: the buffer is plain memory owned by one thread at a time.
-unsafe impl Send for Aligned {}
-
-impl Aligned {
-    fn new(len: usize) -> Aligned {
-        let layout = std::alloc::Layout::from_size_align(len.max(ALIGN), ALIGN).expect("layout");
-        // SAFETY: non-zero size; zeroed so every byte is initialised.
-        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-        assert!(!ptr.is_null(), "out of memory");
-        Aligned { ptr, layout }
-    }
-
-    fn bytes(&mut self) -> &mut [u8] {
-        // SAFETY: ptr holds layout.size() initialised bytes owned by self.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.layout.size()) }
-    }
-}
-
-impl Drop for Aligned {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout.
-        unsafe { std::alloc::dealloc(self.ptr, self.layout) }
-    }
-}
 
 /// Data shard files of an object in shard order, and its layout.
 struct Located {

@@ -22,13 +22,16 @@ use std::time::{Duration, Instant};
 use basalt::erasure::{BLOCK_SIZE_BYTES, Erasure, bitrot_hash};
 use md5::{Digest, Md5};
 
+#[path = "aligned.rs"]
+mod aligned;
+use aligned::Aligned;
+
 /// Each CPU measurement runs at least this long.
 const CPU_RUN: Duration = Duration::from_millis(1500);
 /// Bytes of the O_DIRECT sequential test file.
 const SEQ_FILE_BYTES: usize = 512 << 20;
-/// O_DIRECT request size and alignment.
+/// O_DIRECT request size (a multiple of `aligned::ALIGN`).
 const SEQ_IO_BYTES: usize = 1 << 20;
-const DIRECT_ALIGN: usize = 4096;
 /// 4 KiB write + fdatasync rounds for the latency figure.
 const SYNC_ROUNDS: usize = 300;
 /// Writers for the fdatasync rate under concurrency (the 4 KiB benchmark's).
@@ -73,33 +76,6 @@ fn cpu_per_gib(bytes_per_call: usize, mut f: impl FnMut() -> u64) -> f64 {
     (thread_cpu_secs() - cpu) / (bytes as f64 / GIB)
 }
 
-struct Aligned {
-    ptr: *mut u8,
-    layout: std::alloc::Layout,
-}
-
-impl Aligned {
-    fn new(len: usize) -> Aligned {
-        let layout = std::alloc::Layout::from_size_align(len, DIRECT_ALIGN).expect("layout");
-        // SAFETY: the layout has a non-zero size; the memory is zeroed before use.
-        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-        assert!(!ptr.is_null(), "out of memory");
-        Aligned { ptr, layout }
-    }
-
-    fn slice(&mut self) -> &mut [u8] {
-        // SAFETY: ptr points to layout.size() initialised bytes owned by self.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.layout.size()) }
-    }
-}
-
-impl Drop for Aligned {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout.
-        unsafe { std::alloc::dealloc(self.ptr, self.layout) }
-    }
-}
-
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
@@ -117,18 +93,18 @@ fn disk(dir: &Path) -> serde_json::Value {
         .open(&path)
         .expect("O_DIRECT open (tmpfs cannot do O_DIRECT)");
     let mut buf = Aligned::new(SEQ_IO_BYTES);
-    buf.slice().iter_mut().enumerate().for_each(|(i, b)| *b = (i * 7 % 251) as u8);
+    buf.bytes().iter_mut().enumerate().for_each(|(i, b)| *b = (i * 7 % 251) as u8);
     let gib = SEQ_FILE_BYTES as f64 / GIB;
     let (t, cpu) = (Instant::now(), thread_cpu_secs());
     for off in (0..SEQ_FILE_BYTES).step_by(SEQ_IO_BYTES) {
-        file.write_all_at(buf.slice(), off as u64).expect("O_DIRECT write");
+        file.write_all_at(buf.bytes(), off as u64).expect("O_DIRECT write");
     }
     file.sync_data().expect("fdatasync");
     let write_mib_s = SEQ_FILE_BYTES as f64 / (1 << 20) as f64 / t.elapsed().as_secs_f64();
     let write_cpu = (thread_cpu_secs() - cpu) / gib;
     let (t, cpu) = (Instant::now(), thread_cpu_secs());
     for off in (0..SEQ_FILE_BYTES).step_by(SEQ_IO_BYTES) {
-        file.read_exact_at(buf.slice(), off as u64).expect("O_DIRECT read");
+        file.read_exact_at(buf.bytes(), off as u64).expect("O_DIRECT read");
     }
     let read_mib_s = SEQ_FILE_BYTES as f64 / (1 << 20) as f64 / t.elapsed().as_secs_f64();
     let read_cpu = (thread_cpu_secs() - cpu) / gib;

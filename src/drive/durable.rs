@@ -23,21 +23,18 @@ use std::path::Path;
 /// crash cannot forget a directory a later write relies on. Returns whether
 /// anything was created.
 pub fn make_dirs(dir: &Path, stop: &Path) -> io::Result<bool> {
-    if dir.is_dir() {
-        return Ok(false);
-    }
-    if !dir.starts_with(stop) || dir == stop {
-        return Err(io::Error::from(io::ErrorKind::NotFound));
-    }
-    // The missing directories, deepest first.
+    // The missing directories, deepest first; `stop` itself is never made.
     let mut missing = Vec::new();
     let mut cur = dir;
     while !cur.is_dir() {
-        if cur == stop {
+        if cur == stop || !cur.starts_with(stop) {
             return Err(io::Error::from(io::ErrorKind::NotFound));
         }
         missing.push(cur);
         cur = cur.parent().ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+    }
+    if missing.is_empty() {
+        return Ok(false);
     }
     for d in missing.iter().rev() {
         match std::fs::create_dir(d) {

@@ -601,8 +601,9 @@ fn check_name(name: &str) -> DriveResult<&str> {
     Ok(name)
 }
 
+/// [`run`] for a closure of plain syscalls: their error is an I/O error.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> DriveResult<T> {
-    glommio::executor().spawn_blocking(f).await.map_err(|e| DriveError::from_io(&e))
+    run(move || f().map_err(|e| DriveError::from_io(&e))).await
 }
 
 /// Runs a whole drive operation on the blocking pool: one thread round trip for

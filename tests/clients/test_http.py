@@ -2,13 +2,16 @@
 bodies, Expect: 100-continue, HEAD semantics, ranges, standard headers, and
 NotImplemented for unsupported sub-resources."""
 
+import os
 import socket
+import subprocess
+import tempfile
 
 import botocore.auth
 import botocore.awsrequest
 import botocore.credentials
 
-from conftest import ACCESS_KEY, SECRET_KEY
+from conftest import ACCESS_KEY, BINARY, SECRET_KEY
 
 CREDS = botocore.credentials.Credentials(ACCESS_KEY, SECRET_KEY)
 
@@ -213,12 +216,6 @@ def test_trickling_body_is_cut_off(server, s3):
 def test_a_second_server_on_a_taken_port_refuses_to_start(server, s3):
     """The listeners use SO_REUSEPORT; a second basalt on the same port must not
     silently take a share of the connections with drives of its own."""
-    import os
-    import subprocess
-    import tempfile
-
-    from conftest import BINARY
-
     s3.create_bucket(Bucket="mine")
     s3.put_object(Bucket="mine", Key="k", Body=b"first server")
     other = tempfile.mkdtemp(prefix="basalt-test-second-")
