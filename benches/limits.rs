@@ -12,7 +12,10 @@
 //! per GiB, not wall time, so a busy neighbour on a shared machine slows the
 //! measurement down without changing its result much.
 //!
-//! Run: `cargo run --release --example limits -- --dir /mnt/disk1 [--data 2 --parity 2] [--json FILE]`
+//! Run: `cargo run --release --example limits -- --dir /mnt/disk1 [--data 2 --parity 2] [--json FILE]`;
+//! `--small-writes-only` measures just the fdatasync rate and the small-object
+//! commits (what `benches/e2e.sh` measures again right before its small PUTs),
+//! and leaves the commits' files in DIR.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -45,6 +48,8 @@ const COMMIT_FILE_BYTES: usize = 4096 + 512;
 const LOOPBACK_RUN: Duration = Duration::from_secs(2);
 const LOOPBACK_WRITE_BYTES: usize = 1 << 20;
 const GIB: f64 = (1u64 << 30) as f64;
+
+const USAGE: &str = "--dir DIR [--data K --parity M] [--json FILE] [--small-writes-only]";
 
 fn thread_cpu_secs() -> f64 {
     use nix::sys::resource::{UsageWho, getrusage};
@@ -125,18 +130,40 @@ fn disk(dir: &Path) -> serde_json::Value {
     let _ = std::fs::remove_file(&path);
     lat_ms.sort_by(f64::total_cmp);
 
-    // The same with many writers at once: what the filesystem sustains when
-    // concurrent PUTs' syncs overlap (journal commits group them).
+    serde_json::json!({
+        "odirect_write_mib_s": write_mib_s,
+        "odirect_read_mib_s": read_mib_s,
+        "odirect_write_cpu_s_per_gib": write_cpu,
+        "odirect_read_cpu_s_per_gib": read_cpu,
+        "fsync_4k_p50_ms": percentile(&lat_ms, 0.5),
+        "fsync_4k_p99_ms": percentile(&lat_ms, 0.99),
+    })
+}
+
+/// What small PUTs are held against: the rate of 4 KiB write + fdatasync with
+/// `SYNC_WRITERS` writers at once, and the rate of small-object commits done
+/// with plain syscalls. Both depend on the filesystem's state as well as the
+/// disk (a journal-less ext4 scans the inodes deleted in the last minutes on
+/// every create), so `benches/e2e.sh` measures them again right before its
+/// small PUTs, in the state those find; with `keep`, the commits' files are
+/// left for the caller to remove, so that deleting them does not slow down
+/// whatever creates files next.
+fn small_writes(dir: &Path, keep: bool) -> serde_json::Value {
+    std::fs::create_dir_all(dir).expect("create the test directory");
+    let block = [0x5au8; 4096];
+    // Many writers at once: what the filesystem sustains when concurrent PUTs'
+    // syncs overlap (journal commits group them).
     let stop = Instant::now() + SYNC_RATE_RUN;
     let total: usize = std::thread::scope(|s| {
         let handles: Vec<_> = (0..SYNC_WRITERS)
             .map(|w| {
                 let p = dir.join(format!(".basalt-limits-{w}.tmp"));
+                let block = &block;
                 s.spawn(move || {
                     let f = std::fs::OpenOptions::new().create(true).truncate(true).write(true).open(&p).expect("open");
                     let mut n = 0;
                     while Instant::now() < stop {
-                        f.write_all_at(&block, (n * 4096) as u64).expect("write");
+                        f.write_all_at(block, (n * 4096) as u64).expect("write");
                         f.sync_data().expect("fdatasync");
                         n += 1;
                     }
@@ -148,17 +175,11 @@ fn disk(dir: &Path) -> serde_json::Value {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
     });
-    let (commits_per_s, commit_cpu_ms) = small_commits(dir);
+    let (commits_per_s, commit_cpu_ms) = small_commits(dir, keep);
     serde_json::json!({
-        "odirect_write_mib_s": write_mib_s,
-        "odirect_read_mib_s": read_mib_s,
-        "odirect_write_cpu_s_per_gib": write_cpu,
-        "odirect_read_cpu_s_per_gib": read_cpu,
         "small_commits_per_s": commits_per_s,
         "small_commit_cpu_ms": commit_cpu_ms,
         "small_commit_drives": COMMIT_DRIVES,
-        "fsync_4k_p50_ms": percentile(&lat_ms, 0.5),
-        "fsync_4k_p99_ms": percentile(&lat_ms, 0.99),
         "fsync_4k_parallel_per_s": total as f64 / SYNC_RATE_RUN.as_secs_f64(),
         "fsync_parallel_writers": SYNC_WRITERS,
     })
@@ -171,7 +192,7 @@ fn disk(dir: &Path) -> serde_json::Value {
 /// directory and its parent (the durable commit `src/drive/durable.rs` does).
 /// Returns commits per second (all drives together) and CPU milliseconds per
 /// commit (the whole process, kernel included).
-fn small_commits(dir: &Path) -> (f64, f64) {
+fn small_commits(dir: &Path, keep: bool) -> (f64, f64) {
     let root = dir.join(".basalt-limits-commits");
     let data = vec![0x3cu8; COMMIT_FILE_BYTES];
     let cpu = process_cpu_secs();
@@ -207,7 +228,9 @@ fn small_commits(dir: &Path) -> (f64, f64) {
     });
     let secs = start.elapsed().as_secs_f64();
     let cpu_ms = (process_cpu_secs() - cpu) * 1000.0 / total.max(1) as f64;
-    let _ = std::fs::remove_dir_all(&root);
+    if !keep {
+        let _ = std::fs::remove_dir_all(&root);
+    }
     (total as f64 / secs, cpu_ms)
 }
 
@@ -248,6 +271,7 @@ fn loopback() -> serde_json::Value {
 fn main() {
     let mut args = std::env::args().skip(1);
     let (mut dir, mut json, mut data, mut parity) = (None::<PathBuf>, None::<PathBuf>, 2usize, 2usize);
+    let mut small_writes_only = false;
     while let Some(a) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| panic!("{a} needs a value"));
         match a.as_str() {
@@ -255,13 +279,17 @@ fn main() {
             "--json" => json = Some(value().into()),
             "--data" => data = value().parse().expect("--data N"),
             "--parity" => parity = value().parse().expect("--parity N"),
-            other => panic!("unknown argument {other}; use --dir DIR [--data K --parity M] [--json FILE]"),
+            "--small-writes-only" => small_writes_only = true,
+            other => panic!("unknown argument {other}; use {USAGE}"),
         }
     }
     let Some(dir) = dir else {
-        eprintln!("usage: limits --dir DIR [--data K --parity M] [--json FILE]");
+        eprintln!("usage: limits {USAGE}");
         std::process::exit(2);
     };
+    if small_writes_only {
+        return write_json(&small_writes(&dir, true), json.as_deref());
+    }
     let block: Vec<u8> = (0..BLOCK_SIZE_BYTES).map(|i| (i * 31 % 251) as u8).collect();
     let erasure = Erasure::new(data, parity, BLOCK_SIZE_BYTES).expect("layout");
     let mut copy_target = vec![0u8; BLOCK_SIZE_BYTES];
@@ -299,6 +327,7 @@ fn main() {
         }
     };
     merge(&mut out, disk(&dir));
+    merge(&mut out, small_writes(&dir, false));
     merge(&mut out, loopback());
     let get = |k: &str| out[k].as_f64().unwrap_or(0.0);
     // What a PUT cannot avoid per GiB: the ETag's MD5, coding, and the bitrot
@@ -309,9 +338,14 @@ fn main() {
         &mut out,
         serde_json::json!({ "put_unavoidable_cpu_s_per_gib": put_floor, "get_bitrot_verify_cpu_s_per_gib": get_verify }),
     );
-    let text = serde_json::to_string_pretty(&out).expect("json");
+    write_json(&out, json.as_deref());
+}
+
+/// Prints `out`, and writes it to `path` when given.
+fn write_json(out: &serde_json::Value, path: Option<&Path>) {
+    let text = serde_json::to_string_pretty(out).expect("json");
     println!("{text}");
-    if let Some(path) = json {
-        std::fs::write(&path, text + "\n").unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    if let Some(path) = path {
+        std::fs::write(path, text + "\n").unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
     }
 }

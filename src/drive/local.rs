@@ -7,12 +7,13 @@
 //! executor never blocks.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_lite::AsyncWriteExt;
 use glommio::io::{DmaFile, DmaStreamWriter, DmaStreamWriterBuilder};
 
-use super::durable;
+use super::durable::{self, NewDirs};
 use super::format::{self, Format};
 use super::ops::{DiskInfo, DriveOp, DriveReply, VolumeInfo};
 use super::{
@@ -50,6 +51,8 @@ pub struct LocalDrive {
     format: std::cell::RefCell<Option<Format>>,
     /// Recently read shard files, least recently used first.
     open_reads: std::cell::RefCell<std::collections::VecDeque<OpenRead>>,
+    /// Directories being created by the metadata operations running now.
+    new_dirs: Arc<NewDirs>,
 }
 
 impl LocalDrive {
@@ -62,6 +65,7 @@ impl LocalDrive {
         LocalDrive {
             root,
             index,
+            new_dirs: Arc::default(),
             format: std::cell::RefCell::new(format),
             open_reads: std::cell::RefCell::new(std::collections::VecDeque::new()),
         }
@@ -279,9 +283,10 @@ impl LocalDrive {
                 let meta_path = dir.join(check_name(&meta_name)?);
                 let data = data_dir.map(|d| check_name(&d).map(|d| dir.join(d))).transpose()?;
                 let tmp = self.tmp_file();
+                let new_dirs = self.new_dirs.clone();
                 run(move || {
                     match old_meta {
-                        Some(old) => replace_file(&tmp, &meta_path, &old, Some(&stop))?,
+                        Some(old) => replace_file(&new_dirs, &tmp, &meta_path, &old, Some(&stop))?,
                         None => remove_path(&meta_path, false).map_err(|e| DriveError::from_io(&e))?,
                     }
                     if let Some(data) = data {
@@ -297,6 +302,7 @@ impl LocalDrive {
                 let stop = self.resolve(&volume, "")?;
                 let dir = self.resolve(&volume, &key_dir)?;
                 let meta_path = dir.join(check_name(&meta_name)?);
+                let new_dirs = self.new_dirs.clone();
                 run(move || {
                     let Some(file) =
                         durable::read_optional(&meta_path, MAX_READ_BYTES).map_err(|e| meta_read_error(&e))?
@@ -312,7 +318,7 @@ impl LocalDrive {
                     }
                     prune(&dir, &stop);
                     // An acknowledged delete must not come back after a crash.
-                    durable::sync_after_removal(&dir, &stop).map_err(|e| DriveError::from_io(&e))
+                    durable::sync_after_removal(&new_dirs, &dir, &stop).map_err(|e| DriveError::from_io(&e))
                 })
                 .await?;
                 Ok(DriveReply::Done)
@@ -416,8 +422,9 @@ impl LocalDrive {
             _ => None,
         };
         let tmp = self.tmp_file();
+        let new_dirs = self.new_dirs.clone();
         run(move || {
-            make_key_dir(&dir, &volume_dir)?;
+            make_key_dir(&new_dirs, &dir, &volume_dir)?;
             let old = durable::read_optional(&meta_path, MAX_READ_BYTES).map_err(|e| meta_read_error(&e))?;
             if let Some((src, target)) = moved {
                 // A heal rewrites a version's data directory in place: move the bad copy aside.
@@ -425,9 +432,9 @@ impl LocalDrive {
                 std::fs::rename(&src, &target).map_err(|e| DriveError::from_io(&e))?;
                 // The data directory's own entries (its part files) were made in
                 // the temp area: make them durable where they now are.
-                durable::sync_dir(&target).map_err(|e| DriveError::from_io(&e))?;
+                new_dirs.sync(&target).map_err(|e| DriveError::from_io(&e))?;
             }
-            replace_file(&tmp, &meta_path, &meta_bytes, Some(&volume_dir))?;
+            replace_file(&new_dirs, &tmp, &meta_path, &meta_bytes, Some(&volume_dir))?;
             Ok(old.map(Bytes::from))
         })
         .await
@@ -439,14 +446,15 @@ impl LocalDrive {
         let tmp = self.tmp_file();
         let path = path.to_path_buf();
         let root = self.root.clone();
+        let new_dirs = self.new_dirs.clone();
         run(move || {
             if let Some(parent) = path.parent() {
-                durable::make_dirs(parent, &root).map_err(|e| match DriveError::from_io(&e) {
+                new_dirs.make_dirs(parent, &root).map_err(|e| match DriveError::from_io(&e) {
                     DriveError::FileNotFound => DriveError::Offline,
                     other => other,
                 })?;
             }
-            replace_file(&tmp, &path, &data, None)
+            replace_file(&new_dirs, &tmp, &path, &data, None)
         })
         .await
     }
@@ -613,8 +621,8 @@ async fn run<T: Send + 'static>(f: impl FnOnce() -> DriveResult<T> + Send + 'sta
 }
 
 /// Makes a key's directory inside its volume; a missing volume is a missing bucket.
-fn make_key_dir(dir: &Path, volume_dir: &Path) -> DriveResult<()> {
-    durable::make_dirs(dir, volume_dir).map(|_| ()).map_err(|e| match DriveError::from_io(&e) {
+fn make_key_dir(new_dirs: &NewDirs, dir: &Path, volume_dir: &Path) -> DriveResult<()> {
+    new_dirs.make_dirs(dir, volume_dir).map(|_| ()).map_err(|e| match DriveError::from_io(&e) {
         DriveError::FileNotFound => DriveError::VolumeNotFound,
         other => other,
     })
@@ -635,17 +643,19 @@ const REPLACE_ATTEMPTS: usize = 3;
 /// [`durable::replace`], with the errors a drive reports: a missing temp area
 /// is a drive gone (wiped or unmounted). When `remake` names the volume, a
 /// directory pruned away underneath is made again and the write retried.
-fn replace_file(tmp: &Path, path: &Path, data: &[u8], remake: Option<&Path>) -> DriveResult<()> {
+fn replace_file(new_dirs: &NewDirs, tmp: &Path, path: &Path, data: &[u8], remake: Option<&Path>) -> DriveResult<()> {
     let mut attempt = 1;
     loop {
-        match durable::replace(tmp, path, data) {
+        match durable::replace(new_dirs, tmp, path, data) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if !tmp.parent().is_some_and(Path::is_dir) {
                     return Err(DriveError::Offline);
                 }
                 match (remake, path.parent()) {
-                    (Some(volume_dir), Some(dir)) if attempt < REPLACE_ATTEMPTS => make_key_dir(dir, volume_dir)?,
+                    (Some(volume_dir), Some(dir)) if attempt < REPLACE_ATTEMPTS => {
+                        make_key_dir(new_dirs, dir, volume_dir)?
+                    }
                     _ => return Err(DriveError::FileNotFound),
                 }
                 attempt += 1;
