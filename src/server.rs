@@ -72,6 +72,7 @@ pub fn run(opts: ServerOptions) -> Result<(), String> {
             })?;
         }
     }
+    crate::tune::malloc::configure();
     // Signals are taken by one thread (sigwait), never by executors.
     let signals = shutdown_signals();
     signals.thread_block().map_err(|e| format!("cannot block signals: {e}"))?;

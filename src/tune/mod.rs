@@ -6,6 +6,8 @@
 //! Everything here is start-up or operator tooling: plain blocking std I/O on
 //! /proc and /sys, never on an executor.
 
+pub mod malloc;
+
 use std::fmt;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
