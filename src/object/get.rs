@@ -46,6 +46,7 @@ impl Range {
 }
 
 /// Where each shard of the version lives.
+#[derive(Clone)]
 enum ShardSource {
     File(DriveHandle),
     Inline(Bytes),
@@ -71,8 +72,35 @@ pub struct ObjectReader {
     /// Pieces of the current block not yet returned (data shards, sliced to the
     /// range): a block goes out as its shards, never copied into one buffer.
     pending: std::collections::VecDeque<Bytes>,
+    /// The next block's first reads, started while this one is sent.
+    prefetch: Option<Prefetch>,
     damaged: bool,
     _guard: LockGuard,
+}
+
+/// Where a byte of the object lies: its part and block.
+struct BlockAt {
+    part: u32,
+    /// The part's first byte in the object.
+    part_start: u64,
+    index: u64,
+    /// The block's first byte in its part, and its length.
+    start: u64,
+    len: usize,
+}
+
+/// One shard's read: its index, the verified shard (`None` when missing,
+/// damaged or unreadable), and whether its drive was offline.
+type ShardRead = (usize, Option<Bytes>, bool);
+
+/// The first reads of a block (its data shards, or as many shards as it
+/// needs), started ahead: reading block n + 1 from the drives overlaps with
+/// sending block n to the client. Dropping it cancels the reads.
+struct Prefetch {
+    part: u32,
+    index: u64,
+    shards: Vec<usize>,
+    reads: glommio::Task<Vec<ShardRead>>,
 }
 
 impl ObjectLayer {
@@ -114,6 +142,7 @@ impl ObjectLayer {
             pos,
             end: pos + len,
             pending: std::collections::VecDeque::new(),
+            prefetch: None,
             damaged: found.damaged,
             _guard: guard,
         })
@@ -160,29 +189,20 @@ impl ObjectReader {
             self.finish_damage_report();
             return Ok(None);
         }
-        // Find the part and block holding `pos`.
-        let block_size = self.erasure.block_size() as u64;
-        let mut part_start = 0;
-        let mut part = None;
-        for &(number, size) in &self.parts {
-            if self.pos < part_start + size {
-                part = Some((number, size));
-                break;
-            }
-            part_start += size;
+        let at = self.locate(self.pos).ok_or_else(|| Error::Internal("range beyond the parts".into()))?;
+        let pieces = self.read_block(&at).await?;
+        // The range goes on past this block: start reading the next one now.
+        let next = at.part_start + at.start + at.len as u64;
+        if next < self.end && !self.data_path.is_empty() {
+            self.start_prefetch(next);
         }
-        let (number, part_size) = part.ok_or_else(|| Error::Internal("range beyond the parts".into()))?;
-        let in_part = self.pos - part_start;
-        let block_index = in_part / block_size;
-        let block_start = block_index * block_size;
-        let block_len = (part_size - block_start).min(block_size) as usize;
-        let pieces = self.read_block(number, block_index, block_len).await?;
-        let from = (in_part - block_start) as usize;
-        let to = ((self.end - part_start - block_start) as usize).min(block_len);
-        let mut at = 0;
+        let in_part = self.pos - at.part_start;
+        let from = (in_part - at.start) as usize;
+        let to = ((self.end - at.part_start - at.start) as usize).min(at.len);
+        let mut offset = 0;
         for piece in pieces {
-            let (start, stop) = (at, at + piece.len());
-            at = stop;
+            let (start, stop) = (offset, offset + piece.len());
+            offset = stop;
             if stop > from && start < to {
                 self.pending.push_back(piece.slice(from.max(start) - start..to.min(stop) - start));
             }
@@ -192,35 +212,57 @@ impl ObjectReader {
         Ok(Some(first))
     }
 
-    /// Reads, verifies and (when needed) reconstructs one block.
-    /// Returns the block as its data shards in order, trimmed to `block_len` bytes.
-    async fn read_block(&mut self, part: u32, block_index: u64, block_len: usize) -> Result<Vec<Bytes>> {
-        let k = self.erasure.data_shards();
-        let n = self.erasure.total_shards();
-        let shard_len = self.erasure.shard_size(block_len);
-        let offset = shard_file_offset(&self.erasure, block_index);
-        let framed_len = (BITROT_HASH_BYTES + shard_len) as u64;
-        let path = format!("{}/part.{part}", self.data_path);
-        let mut shards: Vec<Option<Bytes>> = vec![None; n];
-        // Data shards first; each failure brings in the next parity shard.
-        let wanted: Vec<usize> = (0..n).filter(|i| !matches!(self.sources[*i], ShardSource::Missing)).collect();
-        let mut next = 0;
-        let mut good = 0;
-        while good < k {
-            let batch: Vec<usize> = wanted[next..].iter().copied().take(k - good).collect();
-            if batch.is_empty() {
-                self.damaged = true;
-                self.finish_damage_report();
-                return Err(Error::InsufficientReadQuorum { have: good, need: k });
+    /// The part and block holding object byte `pos`.
+    fn locate(&self, pos: u64) -> Option<BlockAt> {
+        let block_size = self.erasure.block_size() as u64;
+        let mut part_start = 0;
+        for &(part, size) in &self.parts {
+            if pos < part_start + size {
+                let index = (pos - part_start) / block_size;
+                let start = index * block_size;
+                let len = (size - start).min(block_size) as usize;
+                return Some(BlockAt { part, part_start, index, start, len });
             }
-            next += batch.len();
-            let (sources, bucket, path) = (&self.sources, self.bucket.as_str(), &path);
-            let reads = batch.iter().map(|&i| {
-                let source = &sources[i];
+            part_start += size;
+        }
+        None
+    }
+
+    /// The shards a block's first reads ask for: the first `k` that are not
+    /// known missing, data shards first.
+    fn first_shards(&self) -> Vec<usize> {
+        let n = self.erasure.total_shards();
+        (0..n).filter(|i| !matches!(self.sources[*i], ShardSource::Missing)).take(self.erasure.data_shards()).collect()
+    }
+
+    /// Starts the first reads of the block holding object byte `pos`.
+    fn start_prefetch(&mut self, pos: u64) {
+        let Some(at) = self.locate(pos) else { return };
+        let shards = self.first_shards();
+        let reads = self.shard_reads(&at, &shards);
+        self.prefetch = Some(Prefetch { part: at.part, index: at.index, shards, reads: glommio::spawn_local(reads) });
+    }
+
+    /// Reads and verifies `shards` of a block; owns all it needs, so that it
+    /// can run ahead as its own task.
+    fn shard_reads(
+        &self,
+        at: &BlockAt,
+        shards: &[usize],
+    ) -> impl std::future::Future<Output = Vec<ShardRead>> + 'static {
+        let shard_len = self.erasure.shard_size(at.len);
+        let offset = shard_file_offset(&self.erasure, at.index);
+        let framed_len = (BITROT_HASH_BYTES + shard_len) as u64;
+        let path = Rc::new(format!("{}/part.{}", self.data_path, at.part));
+        let bucket = Rc::new(self.bucket.clone());
+        let reads: Vec<_> = shards
+            .iter()
+            .map(|&i| {
+                let (source, bucket, path) = (self.sources[i].clone(), bucket.clone(), path.clone());
                 async move {
                     let mut offline = false;
-                    let framed = match source {
-                        ShardSource::File(d) => match d.read_at(bucket, path, offset, framed_len).await {
+                    let framed = match &source {
+                        ShardSource::File(d) => match d.read_at(&bucket, &path, offset, framed_len).await {
                             Ok(b) => Some(b),
                             Err(e) => {
                                 offline = e == crate::drive::DriveError::Offline;
@@ -238,8 +280,41 @@ impl ObjectReader {
                         framed.filter(|f| verify_framed(f, shard_len).is_some()).map(|f| f.slice(BITROT_HASH_BYTES..));
                     (i, shard, offline)
                 }
-            });
-            let results = join_all(reads).await;
+            })
+            .collect();
+        join_all(reads)
+    }
+
+    /// Reads, verifies and (when needed) reconstructs one block.
+    /// Returns the block as its data shards in order, trimmed to its length.
+    async fn read_block(&mut self, at: &BlockAt) -> Result<Vec<Bytes>> {
+        let k = self.erasure.data_shards();
+        let n = self.erasure.total_shards();
+        let shard_len = self.erasure.shard_size(at.len);
+        let mut shards: Vec<Option<Bytes>> = vec![None; n];
+        // Data shards first; each failure brings in the next parity shard.
+        let mut tried = vec![false; n];
+        let mut good = 0;
+        let mut prefetched = self.prefetch.take().filter(|p| p.part == at.part && p.index == at.index);
+        while good < k {
+            let batch: Vec<usize> = (0..n)
+                .filter(|i| !tried[*i] && !matches!(self.sources[*i], ShardSource::Missing))
+                .take(k - good)
+                .collect();
+            if batch.is_empty() {
+                self.damaged = true;
+                self.finish_damage_report();
+                return Err(Error::InsufficientReadQuorum { have: good, need: k });
+            }
+            for &i in &batch {
+                tried[i] = true;
+            }
+            // Reads started ahead are used when they asked for this very batch
+            // (no shard went missing since).
+            let results = match prefetched.take() {
+                Some(p) if p.shards == batch => p.reads.await,
+                _ => self.shard_reads(at, &batch).await,
+            };
             for (i, shard, offline) in results {
                 match shard {
                     Some(s) => {
@@ -257,7 +332,7 @@ impl ObjectReader {
             }
         }
         self.erasure.reconstruct_data(&mut shards, shard_len)?;
-        Ok(self.erasure.data_pieces(shards, block_len)?)
+        Ok(self.erasure.data_pieces(shards, at.len)?)
     }
 
     fn finish_damage_report(&mut self) {
