@@ -188,8 +188,8 @@ fn small_writes(dir: &Path, keep: bool) -> serde_json::Value {
 /// What one drive's share of a small PUT asks of the filesystem, done with
 /// plain syscalls by `SYNC_WRITERS` writers on each of `COMMIT_DRIVES` drive
 /// directories at once: make the key's directory, write the metadata file to a
-/// temp name, fdatasync, rename it into the key's directory, fsync that
-/// directory and its parent (the durable commit `src/drive/durable.rs` does).
+/// temp name beside it, fdatasync, rename it into place, fsync the key's
+/// directory and its parent (the durable commit of `src/drive/durable.rs`).
 /// Returns commits per second (all drives together) and CPU milliseconds per
 /// commit (the whole process, kernel included).
 fn small_commits(dir: &Path, keep: bool) -> (f64, f64) {
@@ -202,15 +202,14 @@ fn small_commits(dir: &Path, keep: bool) -> (f64, f64) {
         let handles: Vec<_> = (0..COMMIT_DRIVES * SYNC_WRITERS)
             .map(|w| {
                 let drive = root.join(format!("d{}", w % COMMIT_DRIVES));
-                let (tmp, parent) = (drive.join("tmp"), drive.join("bucket"));
+                let parent = drive.join("bucket");
                 let data = &data;
                 s.spawn(move || {
-                    std::fs::create_dir_all(&tmp).expect("commit test directory");
                     std::fs::create_dir_all(&parent).expect("commit test directory");
                     let mut n = 0;
                     while Instant::now() < stop {
                         let key = parent.join(format!("w{w}-{n}"));
-                        let t = tmp.join(format!("w{w}-{n}"));
+                        let t = key.join("meta.tmp");
                         std::fs::create_dir(&key).expect("mkdir");
                         let mut f = std::fs::File::create(&t).expect("create");
                         f.write_all(data).expect("write");

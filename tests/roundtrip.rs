@@ -235,3 +235,39 @@ fn data_survives_restart_and_tmp_is_cleaned() {
     assert!(!junk.exists(), "temp leftovers are removed at start");
     assert_eq!(node.get("bucket", "persisted").unwrap(), body);
 }
+
+#[test]
+fn temp_files_a_crash_leaves_beside_metadata_stay_invisible() {
+    let node = Node::start(4, 2);
+    node.make_bucket("bucket").unwrap();
+    node.put("bucket", "dir/a", b"first").unwrap();
+    // A crash between writing a commit's temp file and renaming it: one beside
+    // the metadata of `dir/a`, and one in the directory of `dir/ghost`, whose
+    // first commit never got further.
+    for d in 0..4 {
+        std::fs::write(node.key_dir(d, "bucket", "dir/a").join(".basalt.tmp.1234"), b"half").unwrap();
+        let ghost = node.key_dir(d, "bucket", "dir/ghost");
+        std::fs::create_dir_all(&ghost).unwrap();
+        std::fs::write(ghost.join(".basalt.tmp.5678"), b"half").unwrap();
+    }
+    let keys = |opts: basalt::object::ListOptions| {
+        let res = node.list("bucket", opts).unwrap();
+        (res.objects.into_iter().map(|o| o.key).collect::<Vec<_>>(), res.prefixes)
+    };
+    assert_eq!(keys(Default::default()), (vec!["dir/a".to_string()], vec![]));
+    let by_dir =
+        basalt::object::ListOptions { prefix: "dir/".into(), delimiter: Some("/".into()), ..Default::default() };
+    assert_eq!(keys(by_dir), (vec!["dir/a".to_string()], vec![]));
+    assert_eq!(node.get("bucket", "dir/ghost").unwrap_err(), Error::NoSuchKey);
+    // Both keys can be written, read and deleted as usual.
+    node.put("bucket", "dir/a", b"second").unwrap();
+    node.put("bucket", "dir/ghost", b"boo").unwrap();
+    assert_eq!(node.get("bucket", "dir/a").unwrap(), b"second");
+    assert_eq!(node.get("bucket", "dir/ghost").unwrap(), b"boo");
+    node.delete("bucket", "dir/a").unwrap();
+    node.delete("bucket", "dir/ghost").unwrap();
+    assert_eq!(keys(Default::default()), (vec![], vec![]));
+    // The stray files do not keep the bucket from being deleted.
+    node.rt().run_on(0, |ctx| async move { ctx.objects.delete_bucket("bucket").await }).unwrap();
+    assert!(!node.drives[0].join("bucket").exists());
+}

@@ -17,7 +17,8 @@ use super::durable::{self, NewDirs};
 use super::format::{self, Format};
 use super::ops::{DiskInfo, DriveOp, DriveReply, VolumeInfo};
 use super::{
-    BUCKET_META_FILE, DriveError, DriveResult, MULTIPART_DIR, RESERVED_PREFIX, SYS_VOLUME, TMP_DIR, meta, walk,
+    BUCKET_META_FILE, DriveError, DriveResult, META_TMP_PREFIX, MULTIPART_DIR, RESERVED_PREFIX, SYS_VOLUME, TMP_DIR,
+    meta, walk,
 };
 
 /// Size of the stream writer's DMA buffers: large enough that a 1 MiB block's
@@ -98,6 +99,21 @@ impl LocalDrive {
 
     fn tmp_file(&self) -> PathBuf {
         self.root.join(SYS_VOLUME).join(TMP_DIR).join(format!("{}.w", uuid::Uuid::new_v4()))
+    }
+
+    /// A fresh name for the new copy of a metadata file in `dir`, beside the
+    /// file it replaces. A temp file in the system volume instead costs every
+    /// commit a rename across directories, which takes the filesystem-wide
+    /// rename lock, and (on ext4 without a journal, which syncs a new file's
+    /// directory with the file) an fsync of the one directory all commits are
+    /// changing. Small PUTs measured 0-30% faster this way, in noisy A/B runs.
+    fn tmp_beside(dir: &Path) -> PathBuf {
+        dir.join(format!("{META_TMP_PREFIX}{}", uuid::Uuid::new_v4()))
+    }
+
+    /// The system volume: present as long as the drive is mounted and formatted.
+    fn sys_dir(&self) -> PathBuf {
+        self.root.join(SYS_VOLUME)
     }
 
     fn note<T>(&self, r: DriveResult<T>) -> DriveResult<T> {
@@ -282,11 +298,11 @@ impl LocalDrive {
                 let dir = self.resolve(&volume, &key_dir)?;
                 let meta_path = dir.join(check_name(&meta_name)?);
                 let data = data_dir.map(|d| check_name(&d).map(|d| dir.join(d))).transpose()?;
-                let tmp = self.tmp_file();
-                let new_dirs = self.new_dirs.clone();
+                let tmp = LocalDrive::tmp_beside(&dir);
+                let (new_dirs, sys) = (self.new_dirs.clone(), self.sys_dir());
                 run(move || {
                     match old_meta {
-                        Some(old) => replace_file(&new_dirs, &tmp, &meta_path, &old, Some(&stop))?,
+                        Some(old) => replace_file(&new_dirs, &sys, &tmp, &meta_path, &old, Some(&stop))?,
                         None => remove_path(&meta_path, false).map_err(|e| DriveError::from_io(&e))?,
                     }
                     if let Some(data) = data {
@@ -421,8 +437,8 @@ impl LocalDrive {
             (Some(src), Some(data_dir)) => Some((self.resolve(SYS_VOLUME, &src)?, dir.join(check_name(&data_dir)?))),
             _ => None,
         };
-        let tmp = self.tmp_file();
-        let new_dirs = self.new_dirs.clone();
+        let tmp = LocalDrive::tmp_beside(&dir);
+        let (new_dirs, sys) = (self.new_dirs.clone(), self.sys_dir());
         run(move || {
             make_key_dir(&new_dirs, &dir, &volume_dir)?;
             let old = durable::read_optional(&meta_path, MAX_READ_BYTES).map_err(|e| meta_read_error(&e))?;
@@ -434,7 +450,7 @@ impl LocalDrive {
                 // the temp area: make them durable where they now are.
                 new_dirs.sync(&target).map_err(|e| DriveError::from_io(&e))?;
             }
-            replace_file(&new_dirs, &tmp, &meta_path, &meta_bytes, Some(&volume_dir))?;
+            replace_file(&new_dirs, &sys, &tmp, &meta_path, &meta_bytes, Some(&volume_dir))?;
             Ok(old.map(Bytes::from))
         })
         .await
@@ -446,7 +462,7 @@ impl LocalDrive {
         let tmp = self.tmp_file();
         let path = path.to_path_buf();
         let root = self.root.clone();
-        let new_dirs = self.new_dirs.clone();
+        let (new_dirs, sys) = (self.new_dirs.clone(), self.sys_dir());
         run(move || {
             if let Some(parent) = path.parent() {
                 new_dirs.make_dirs(parent, &root).map_err(|e| match DriveError::from_io(&e) {
@@ -454,7 +470,7 @@ impl LocalDrive {
                     other => other,
                 })?;
             }
-            replace_file(&new_dirs, &tmp, &path, &data, None)
+            replace_file(&new_dirs, &sys, &tmp, &path, &data, None)
         })
         .await
     }
@@ -640,16 +656,29 @@ fn meta_read_error(e: &std::io::Error) -> DriveError {
 /// between making it and renaming into it.
 const REPLACE_ATTEMPTS: usize = 3;
 
-/// [`durable::replace`], with the errors a drive reports: a missing temp area
-/// is a drive gone (wiped or unmounted). When `remake` names the volume, a
-/// directory pruned away underneath is made again and the write retried.
-fn replace_file(new_dirs: &NewDirs, tmp: &Path, path: &Path, data: &[u8], remake: Option<&Path>) -> DriveResult<()> {
+/// [`durable::replace`], with the errors a drive reports: a missing system
+/// volume (`sys`) is a drive gone (wiped or unmounted). When `remake` names
+/// the volume, a directory pruned away underneath is made again and the write
+/// retried.
+fn replace_file(
+    new_dirs: &NewDirs,
+    sys: &Path,
+    tmp: &Path,
+    path: &Path,
+    data: &[u8],
+    remake: Option<&Path>,
+) -> DriveResult<()> {
     let mut attempt = 1;
     loop {
         match durable::replace(new_dirs, tmp, path, data) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if !tmp.parent().is_some_and(Path::is_dir) {
+                // A temp file beside its target shares the directory a
+                // concurrent delete may have pruned; one in the system
+                // volume's temp area does not, and that area never vanishes
+                // from a drive still mounted.
+                let beside = tmp.parent() == path.parent();
+                if !sys.is_dir() || (!beside && !tmp.parent().is_some_and(Path::is_dir)) {
                     return Err(DriveError::Offline);
                 }
                 match (remake, path.parent()) {

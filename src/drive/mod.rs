@@ -39,6 +39,11 @@ pub const DIR_META_FILE: &str = ".basalt.dirmeta";
 pub const DATA_DIR_PREFIX: &str = ".basalt.data.";
 /// Bucket metadata (creation time) inside the bucket directory.
 pub const BUCKET_META_FILE: &str = ".basalt.bucket";
+/// A metadata file being replaced is written first to `.basalt.tmp.<uuid>` in
+/// its own directory (a rename within one directory takes no filesystem-wide
+/// lock). A crash mid-commit can leave one behind: listings and reads never
+/// look at reserved names, so it is only a few stray bytes.
+pub const META_TMP_PREFIX: &str = ".basalt.tmp.";
 
 /// Why one drive operation failed. Cloneable and `Send` so it can cross cores and,
 /// later, the network.

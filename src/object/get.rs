@@ -1,6 +1,8 @@
 //! GET: pick the version read quorum agrees on, then stream it block by block,
 //! reading data shards first and parity only when a data shard is missing or
-//! fails its bitrot check. Damaged objects are reported for healing.
+//! fails its bitrot check. The next block's reads start while a block is sent
+//! (one block ahead, so memory stays two blocks per GET). Damaged objects are
+//! reported for healing.
 
 use std::rc::Rc;
 
