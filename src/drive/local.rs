@@ -106,7 +106,9 @@ impl LocalDrive {
     /// commit a rename across directories, which takes the filesystem-wide
     /// rename lock, and (on ext4 without a journal, which syncs a new file's
     /// directory with the file) an fsync of the one directory all commits are
-    /// changing. Small PUTs measured 0-30% faster this way, in noisy A/B runs.
+    /// changing. (On the 2-core development VM the difference in small PUTs
+    /// was lost in the noise of alternating runs; it grows with the commits
+    /// running at once on a drive.)
     fn tmp_beside(dir: &Path) -> PathBuf {
         dir.join(format!("{META_TMP_PREFIX}{}", uuid::Uuid::new_v4()))
     }
