@@ -1,7 +1,8 @@
 //! GET: pick the version read quorum agrees on, then stream it block by block,
 //! reading data shards first and parity only when a data shard is missing or
-//! fails its bitrot check. The next block's reads start while a block is sent
-//! (one block ahead, so memory stays two blocks per GET). Damaged objects are
+//! fails its bitrot check. The next block is fetched (read, verified, and
+//! decoded when shards are lost) as a task of its own while a block is sent:
+//! one block ahead, so a GET holds at most two blocks. Damaged objects are
 //! reported for healing.
 
 use std::rc::Rc;
@@ -81,6 +82,7 @@ pub struct ObjectReader {
 }
 
 /// Where a byte of the object lies: its part and block.
+#[derive(Clone, Copy)]
 struct BlockAt {
     part: u32,
     /// The part's first byte in the object.
@@ -91,18 +93,20 @@ struct BlockAt {
     len: usize,
 }
 
-/// One shard's read: its index, the verified shard (`None` when missing,
-/// damaged or unreadable), and whether its drive was offline.
-type ShardRead = (usize, Option<Bytes>, bool);
+/// A block fetched: its data shards in order (trimmed to its length), and
+/// the shards found missing, damaged or unreadable on the way, each with
+/// whether its drive was offline.
+struct Fetched {
+    block: Result<Vec<Bytes>>,
+    lost: Vec<(usize, bool)>,
+}
 
-/// The first reads of a block (its data shards, or as many shards as it
-/// needs), started ahead: reading block n + 1 from the drives overlaps with
-/// sending block n to the client. Dropping it cancels the reads.
+/// The next block, fetched ahead (read, verified and, when shards are lost,
+/// decoded) while the current one is sent. Dropping it cancels the fetch.
 struct Prefetch {
     part: u32,
     index: u64,
-    shards: Vec<usize>,
-    reads: glommio::Task<Vec<ShardRead>>,
+    fetch: glommio::Task<Fetched>,
 }
 
 impl ObjectLayer {
@@ -192,8 +196,8 @@ impl ObjectReader {
             return Ok(None);
         }
         let at = self.locate(self.pos).ok_or_else(|| Error::Internal("range beyond the parts".into()))?;
-        let pieces = self.read_block(&at).await?;
-        // The range goes on past this block: start reading the next one now.
+        let pieces = self.read_block(at).await?;
+        // The range goes on past this block: start fetching the next one now.
         let next = at.part_start + at.start + at.len as u64;
         if next < self.end && !self.data_path.is_empty() {
             self.start_prefetch(next);
@@ -230,111 +234,101 @@ impl ObjectReader {
         None
     }
 
-    /// The shards a block's first reads ask for: the first `k` that are not
-    /// known missing, data shards first.
-    fn first_shards(&self) -> Vec<usize> {
-        let n = self.erasure.total_shards();
-        (0..n).filter(|i| !matches!(self.sources[*i], ShardSource::Missing)).take(self.erasure.data_shards()).collect()
-    }
-
-    /// Starts the first reads of the block holding object byte `pos`.
+    /// Starts fetching the block holding object byte `pos`.
     fn start_prefetch(&mut self, pos: u64) {
         let Some(at) = self.locate(pos) else { return };
-        let shards = self.first_shards();
-        let reads = self.shard_reads(&at, &shards);
-        self.prefetch = Some(Prefetch { part: at.part, index: at.index, shards, reads: glommio::spawn_local(reads) });
+        let (part, index) = (at.part, at.index);
+        self.prefetch = Some(Prefetch { part, index, fetch: glommio::spawn_local(self.fetch_block(at)) });
     }
 
-    /// Reads and verifies `shards` of a block; owns all it needs, so that it
-    /// can run ahead as its own task.
-    fn shard_reads(
-        &self,
-        at: &BlockAt,
-        shards: &[usize],
-    ) -> impl std::future::Future<Output = Vec<ShardRead>> + 'static {
-        let shard_len = self.erasure.shard_size(at.len);
-        let offset = shard_file_offset(&self.erasure, at.index);
-        let framed_len = (BITROT_HASH_BYTES + shard_len) as u64;
-        let path = Rc::new(format!("{}/part.{}", self.data_path, at.part));
-        let bucket = Rc::new(self.bucket.clone());
-        let reads: Vec<_> = shards
-            .iter()
-            .map(|&i| {
-                let (source, bucket, path) = (self.sources[i].clone(), bucket.clone(), path.clone());
-                async move {
-                    let mut offline = false;
-                    let framed = match &source {
-                        ShardSource::File(d) => match d.read_at(&bucket, &path, offset, framed_len).await {
-                            Ok(b) => Some(b),
-                            Err(e) => {
-                                offline = e == crate::drive::DriveError::Offline;
-                                None
-                            }
-                        },
-                        ShardSource::Inline(bytes) => {
-                            let start = offset as usize;
-                            let stop = start + framed_len as usize;
-                            (stop <= bytes.len()).then(|| bytes.slice(start..stop))
-                        }
-                        ShardSource::Missing => None,
-                    };
-                    let shard =
-                        framed.filter(|f| verify_framed(f, shard_len).is_some()).map(|f| f.slice(BITROT_HASH_BYTES..));
-                    (i, shard, offline)
-                }
-            })
-            .collect();
-        join_all(reads)
-    }
-
-    /// Reads, verifies and (when needed) reconstructs one block.
-    /// Returns the block as its data shards in order, trimmed to its length.
-    async fn read_block(&mut self, at: &BlockAt) -> Result<Vec<Bytes>> {
-        let k = self.erasure.data_shards();
-        let n = self.erasure.total_shards();
-        let shard_len = self.erasure.shard_size(at.len);
-        let mut shards: Vec<Option<Bytes>> = vec![None; n];
-        // Data shards first; each failure brings in the next parity shard.
-        let mut tried = vec![false; n];
-        let mut good = 0;
-        let mut prefetched = self.prefetch.take().filter(|p| p.part == at.part && p.index == at.index);
-        while good < k {
-            let batch: Vec<usize> = (0..n)
-                .filter(|i| !tried[*i] && !matches!(self.sources[*i], ShardSource::Missing))
-                .take(k - good)
-                .collect();
-            if batch.is_empty() {
-                self.damaged = true;
-                self.finish_damage_report();
-                return Err(Error::InsufficientReadQuorum { have: good, need: k });
-            }
-            for &i in &batch {
-                tried[i] = true;
-            }
-            // Reads started ahead are used when they asked for this very batch
-            // (no shard went missing since).
-            let results = match prefetched.take() {
-                Some(p) if p.shards == batch => p.reads.await,
-                _ => self.shard_reads(at, &batch).await,
-            };
-            for (i, shard, offline) in results {
-                match shard {
-                    Some(s) => {
-                        shards[i] = Some(s);
-                        good += 1;
-                    }
-                    None => {
-                        // Bitrot, truncation, a vanished file or a drive gone offline:
-                        // never use this shard again. Only damage is reported for healing;
-                        // an offline drive is healed by a pass when it returns.
-                        self.sources[i] = ShardSource::Missing;
-                        self.damaged |= !offline;
-                    }
-                }
-            }
+    /// Reads, verifies and (when needed) reconstructs one block: the fetch ahead
+    /// when it is this block's, else a fetch now. Shards found lost are never
+    /// used again; damage is reported for healing (an offline drive is healed by
+    /// a pass when it returns).
+    async fn read_block(&mut self, at: BlockAt) -> Result<Vec<Bytes>> {
+        let fetched = match self.prefetch.take() {
+            Some(p) if p.part == at.part && p.index == at.index => p.fetch.await,
+            _ => self.fetch_block(at).await,
+        };
+        for (i, offline) in fetched.lost {
+            self.sources[i] = ShardSource::Missing;
+            self.damaged |= !offline;
         }
-        self.erasure.reconstruct_data(&mut shards, shard_len)?;
-        Ok(self.erasure.data_pieces(shards, at.len)?)
+        if matches!(fetched.block, Err(Error::InsufficientReadQuorum { .. })) {
+            self.damaged = true;
+            self.finish_damage_report();
+        }
+        fetched.block
+    }
+
+    /// Fetches one block with the shard sources known now; owns all it needs,
+    /// so that it can run ahead as its own task.
+    fn fetch_block(&self, at: BlockAt) -> impl std::future::Future<Output = Fetched> + 'static {
+        let sources = self.sources.clone();
+        let erasure = self.erasure;
+        let bucket: Rc<str> = self.bucket.as_str().into();
+        let path: Rc<str> = format!("{}/part.{}", self.data_path, at.part).into();
+        async move {
+            let (k, n) = (erasure.data_shards(), erasure.total_shards());
+            let shard_len = erasure.shard_size(at.len);
+            let offset = shard_file_offset(&erasure, at.index);
+            let framed_len = (BITROT_HASH_BYTES + shard_len) as u64;
+            let mut shards: Vec<Option<Bytes>> = vec![None; n];
+            let mut lost = Vec::new();
+            // Data shards first; each failure brings in the next parity shard.
+            let mut tried = vec![false; n];
+            let mut good = 0;
+            while good < k {
+                let batch: Vec<usize> = (0..n)
+                    .filter(|i| !tried[*i] && !matches!(sources[*i], ShardSource::Missing))
+                    .take(k - good)
+                    .collect();
+                if batch.is_empty() {
+                    return Fetched { block: Err(Error::InsufficientReadQuorum { have: good, need: k }), lost };
+                }
+                let reads = batch.iter().map(|&i| {
+                    tried[i] = true;
+                    let (source, bucket, path) = (&sources[i], &bucket, &path);
+                    async move {
+                        let mut offline = false;
+                        let framed = match source {
+                            ShardSource::File(d) => match d.read_at(bucket, path, offset, framed_len).await {
+                                Ok(b) => Some(b),
+                                Err(e) => {
+                                    offline = e == crate::drive::DriveError::Offline;
+                                    None
+                                }
+                            },
+                            ShardSource::Inline(bytes) => {
+                                let start = offset as usize;
+                                let stop = start + framed_len as usize;
+                                (stop <= bytes.len()).then(|| bytes.slice(start..stop))
+                            }
+                            ShardSource::Missing => None,
+                        };
+                        // Bitrot, truncation, a vanished file or a drive gone offline.
+                        let shard = framed
+                            .filter(|f| verify_framed(f, shard_len).is_some())
+                            .map(|f| f.slice(BITROT_HASH_BYTES..));
+                        (i, shard, offline)
+                    }
+                });
+                for (i, shard, offline) in join_all(reads).await {
+                    match shard {
+                        Some(s) => {
+                            shards[i] = Some(s);
+                            good += 1;
+                        }
+                        None => lost.push((i, offline)),
+                    }
+                }
+            }
+            let block = erasure
+                .reconstruct_data(&mut shards, shard_len)
+                .and_then(|()| erasure.data_pieces(shards, at.len))
+                .map_err(Error::from);
+            Fetched { block, lost }
+        }
     }
 
     fn finish_damage_report(&mut self) {
