@@ -7,6 +7,8 @@
 #      of 64 MiB (concurrency 4), 1 MiB (16), 4 KiB (32), mixed, 64 concurrent
 #      64 MiB PUTs (memory), GET with 2 drives missing (degraded); and large GETs
 #      from a minimal file server (benches/baseline_server.rs) on the same shards;
+#      the fdatasync rate and the plain-syscall small commits are measured again
+#      right before and after the 4 KiB PUTs, in the filesystem state they find;
 #   3. prints a table: throughput, p50/p99, server CPU per GiB or per 1,000
 #      operations (the server process alone, from /proc), peak RSS, and the
 #      ratios to the limits and targets.
