@@ -75,7 +75,7 @@ pub struct ObjectReader {
     /// Pieces of the current block not yet returned (data shards, sliced to the
     /// range): a block goes out as its shards, never copied into one buffer.
     pending: std::collections::VecDeque<Bytes>,
-    /// The next block's first reads, started while this one is sent.
+    /// The next block, fetched while this one is sent.
     prefetch: Option<Prefetch>,
     damaged: bool,
     _guard: LockGuard,
@@ -286,8 +286,10 @@ impl ObjectReader {
                 if batch.is_empty() {
                     return Fetched { block: Err(Error::InsufficientReadQuorum { have: good, need: k }), lost };
                 }
-                let reads = batch.iter().map(|&i| {
+                for &i in &batch {
                     tried[i] = true;
+                }
+                let reads = batch.iter().map(|&i| {
                     let (source, bucket, path) = (&sources[i], &bucket, &path);
                     async move {
                         let mut offline = false;
