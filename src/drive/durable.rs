@@ -6,7 +6,7 @@
 //! of them is punted to a kernel worker thread, so a commit cost a dozen thread
 //! wake-ups per drive. Run as one closure on the blocking pool, it costs one
 //! round trip. Everything here is synchronous and meant to be called only from
-//! there (`local::blocking`).
+//! there (`local::run`).
 //!
 //! Durability holds without a filesystem journal (ext4 without one is common on
 //! cloud volumes): a new file is fdatasynced before it is renamed into place,
@@ -48,12 +48,11 @@ impl NewDirs {
         self.creating.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// fsyncs a directory, making the entries created, renamed or removed in
-    /// it durable.
-    pub fn sync(&self, dir: &Path) -> io::Result<()> {
+    /// [`sync_dir`], counted in tests.
+    fn sync(&self, dir: &Path) -> io::Result<()> {
         #[cfg(test)]
         self.fsyncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        File::open(dir)?.sync_all()
+        sync_dir(dir)
     }
 
     /// Creates `dir` and any missing parents below `stop` (which must exist),
@@ -177,7 +176,7 @@ pub fn read_optional(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
 /// it, renames it over `path` and fsyncs the directory.
 /// Readers see the old file or the new one, never a mix; `tmp` is removed on
 /// failure.
-pub fn replace(new_dirs: &NewDirs, tmp: &Path, path: &Path, data: &[u8]) -> io::Result<()> {
+pub fn replace(tmp: &Path, path: &Path, data: &[u8]) -> io::Result<()> {
     let written = (|| {
         let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(tmp)?;
         file.write_all(data)?;
@@ -188,13 +187,13 @@ pub fn replace(new_dirs: &NewDirs, tmp: &Path, path: &Path, data: &[u8]) -> io::
         let _ = std::fs::remove_file(tmp);
         return Err(e);
     }
-    new_dirs.sync(path.parent().unwrap_or(path))
+    sync_dir(path.parent().unwrap_or(path))
 }
 
 /// Makes removals under `dir` durable: fsyncs the deepest directory from `dir`
 /// up to `stop` that still exists, the one whose entry for the removed tree
 /// went last (directories emptied on the way were removed with it).
-pub fn sync_after_removal(new_dirs: &NewDirs, dir: &Path, stop: &Path) -> io::Result<()> {
+pub fn sync_after_removal(dir: &Path, stop: &Path) -> io::Result<()> {
     let mut cur = dir;
     while !cur.is_dir() {
         if cur == stop || !cur.starts_with(stop) {
@@ -205,7 +204,13 @@ pub fn sync_after_removal(new_dirs: &NewDirs, dir: &Path, stop: &Path) -> io::Re
             None => return Ok(()),
         };
     }
-    new_dirs.sync(cur)
+    sync_dir(cur)
+}
+
+/// fsyncs a directory, making the entries created, renamed or removed in it
+/// durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
@@ -259,14 +264,13 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let path = root.path().join("meta");
         let tmp = root.path().join("meta.tmp");
-        let new_dirs = NewDirs::default();
-        replace(&new_dirs, &tmp, &path, b"first").unwrap();
-        replace(&new_dirs, &tmp, &path, b"second").unwrap();
+        replace(&tmp, &path, b"first").unwrap();
+        replace(&tmp, &path, b"second").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"second");
         assert!(!tmp.exists());
         // A rename into a missing directory fails and leaves no temp file behind.
         let nowhere = root.path().join("missing/meta");
-        assert!(replace(&new_dirs, &tmp, &nowhere, b"x").is_err());
+        assert!(replace(&tmp, &nowhere, b"x").is_err());
         assert!(!tmp.exists());
     }
 
@@ -275,15 +279,14 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let vol = root.path().join("vol");
         std::fs::create_dir_all(vol.join("a/b")).unwrap();
-        let new_dirs = NewDirs::default();
         // The removed tree's parent survives: it is synced, without error.
-        sync_after_removal(&new_dirs, &vol.join("a/b/c"), &vol).unwrap();
+        sync_after_removal(&vol.join("a/b/c"), &vol).unwrap();
         // Everything below the volume is gone: the volume itself is synced.
         std::fs::remove_dir_all(vol.join("a")).unwrap();
-        sync_after_removal(&new_dirs, &vol.join("a/b/c"), &vol).unwrap();
+        sync_after_removal(&vol.join("a/b/c"), &vol).unwrap();
         // A vanished volume (a deleted bucket) is not an error either.
         std::fs::remove_dir(&vol).unwrap();
-        sync_after_removal(&new_dirs, &vol.join("a"), &vol).unwrap();
+        sync_after_removal(&vol.join("a"), &vol).unwrap();
     }
 
     #[test]

@@ -98,7 +98,7 @@ impl LocalDrive {
     }
 
     fn tmp_file(&self) -> PathBuf {
-        self.root.join(SYS_VOLUME).join(TMP_DIR).join(format!("{}.w", uuid::Uuid::new_v4()))
+        self.tmp_area().join(format!("{}.w", uuid::Uuid::new_v4()))
     }
 
     /// A fresh name for the new copy of a metadata file in `dir`, beside the
@@ -113,9 +113,10 @@ impl LocalDrive {
         dir.join(format!("{META_TMP_PREFIX}{}", uuid::Uuid::new_v4()))
     }
 
-    /// The system volume: present as long as the drive is mounted and formatted.
-    fn sys_dir(&self) -> PathBuf {
-        self.root.join(SYS_VOLUME)
+    /// The system volume's temp area: emptied at start, never removed, so it is
+    /// there as long as the drive is mounted and formatted.
+    fn tmp_area(&self) -> PathBuf {
+        self.root.join(SYS_VOLUME).join(TMP_DIR)
     }
 
     fn note<T>(&self, r: DriveResult<T>) -> DriveResult<T> {
@@ -301,10 +302,10 @@ impl LocalDrive {
                 let meta_path = dir.join(check_name(&meta_name)?);
                 let data = data_dir.map(|d| check_name(&d).map(|d| dir.join(d))).transpose()?;
                 let tmp = LocalDrive::tmp_beside(&dir);
-                let (new_dirs, sys) = (self.new_dirs.clone(), self.sys_dir());
+                let (new_dirs, tmp_area) = (self.new_dirs.clone(), self.tmp_area());
                 run(move || {
                     match old_meta {
-                        Some(old) => replace_file(&new_dirs, &sys, &tmp, &meta_path, &old, Some(&stop))?,
+                        Some(old) => replace_file(&new_dirs, &tmp_area, &tmp, &meta_path, &old, Some(&stop))?,
                         None => remove_path(&meta_path, false).map_err(|e| DriveError::from_io(&e))?,
                     }
                     if let Some(data) = data {
@@ -320,7 +321,6 @@ impl LocalDrive {
                 let stop = self.resolve(&volume, "")?;
                 let dir = self.resolve(&volume, &key_dir)?;
                 let meta_path = dir.join(check_name(&meta_name)?);
-                let new_dirs = self.new_dirs.clone();
                 run(move || {
                     let Some(file) =
                         durable::read_optional(&meta_path, MAX_READ_BYTES).map_err(|e| meta_read_error(&e))?
@@ -336,7 +336,7 @@ impl LocalDrive {
                     }
                     prune(&dir, &stop);
                     // An acknowledged delete must not come back after a crash.
-                    durable::sync_after_removal(&new_dirs, &dir, &stop).map_err(|e| DriveError::from_io(&e))
+                    durable::sync_after_removal(&dir, &stop).map_err(|e| DriveError::from_io(&e))
                 })
                 .await?;
                 Ok(DriveReply::Done)
@@ -440,7 +440,7 @@ impl LocalDrive {
             _ => None,
         };
         let tmp = LocalDrive::tmp_beside(&dir);
-        let (new_dirs, sys) = (self.new_dirs.clone(), self.sys_dir());
+        let (new_dirs, tmp_area) = (self.new_dirs.clone(), self.tmp_area());
         run(move || {
             make_key_dir(&new_dirs, &dir, &volume_dir)?;
             let old = durable::read_optional(&meta_path, MAX_READ_BYTES).map_err(|e| meta_read_error(&e))?;
@@ -450,9 +450,9 @@ impl LocalDrive {
                 std::fs::rename(&src, &target).map_err(|e| DriveError::from_io(&e))?;
                 // The data directory's own entries (its part files) were made in
                 // the temp area: make them durable where they now are.
-                new_dirs.sync(&target).map_err(|e| DriveError::from_io(&e))?;
+                durable::sync_dir(&target).map_err(|e| DriveError::from_io(&e))?;
             }
-            replace_file(&new_dirs, &sys, &tmp, &meta_path, &meta_bytes, Some(&volume_dir))?;
+            replace_file(&new_dirs, &tmp_area, &tmp, &meta_path, &meta_bytes, Some(&volume_dir))?;
             Ok(old.map(Bytes::from))
         })
         .await
@@ -464,7 +464,7 @@ impl LocalDrive {
         let tmp = self.tmp_file();
         let path = path.to_path_buf();
         let root = self.root.clone();
-        let (new_dirs, sys) = (self.new_dirs.clone(), self.sys_dir());
+        let (new_dirs, tmp_area) = (self.new_dirs.clone(), self.tmp_area());
         run(move || {
             if let Some(parent) = path.parent() {
                 new_dirs.make_dirs(parent, &root).map_err(|e| match DriveError::from_io(&e) {
@@ -472,7 +472,7 @@ impl LocalDrive {
                     other => other,
                 })?;
             }
-            replace_file(&new_dirs, &sys, &tmp, &path, &data, None)
+            replace_file(&new_dirs, &tmp_area, &tmp, &path, &data, None)
         })
         .await
     }
@@ -658,13 +658,13 @@ fn meta_read_error(e: &std::io::Error) -> DriveError {
 /// between making it and renaming into it.
 const REPLACE_ATTEMPTS: usize = 3;
 
-/// [`durable::replace`], with the errors a drive reports: a missing system
-/// volume (`sys`) is a drive gone (wiped or unmounted). When `remake` names
-/// the volume, a directory pruned away underneath is made again and the write
+/// [`durable::replace`], with the errors a drive reports: a missing temp area
+/// (`tmp_area`) is a drive gone (wiped or unmounted). When `remake` names the
+/// volume, a directory pruned away underneath is made again and the write
 /// retried.
 fn replace_file(
     new_dirs: &NewDirs,
-    sys: &Path,
+    tmp_area: &Path,
     tmp: &Path,
     path: &Path,
     data: &[u8],
@@ -672,15 +672,10 @@ fn replace_file(
 ) -> DriveResult<()> {
     let mut attempt = 1;
     loop {
-        match durable::replace(new_dirs, tmp, path, data) {
+        match durable::replace(tmp, path, data) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // A temp file beside its target shares the directory a
-                // concurrent delete may have pruned; one in the system
-                // volume's temp area does not, and that area never vanishes
-                // from a drive still mounted.
-                let beside = tmp.parent() == path.parent();
-                if !sys.is_dir() || (!beside && !tmp.parent().is_some_and(Path::is_dir)) {
+                if !tmp_area.is_dir() {
                     return Err(DriveError::Offline);
                 }
                 match (remake, path.parent()) {

@@ -104,8 +104,7 @@ struct Fetched {
 /// The next block, fetched ahead (read, verified and, when shards are lost,
 /// decoded) while the current one is sent. Dropping it cancels the fetch.
 struct Prefetch {
-    part: u32,
-    index: u64,
+    at: BlockAt,
     fetch: glommio::Task<Fetched>,
 }
 
@@ -237,8 +236,7 @@ impl ObjectReader {
     /// Starts fetching the block holding object byte `pos`.
     fn start_prefetch(&mut self, pos: u64) {
         let Some(at) = self.locate(pos) else { return };
-        let (part, index) = (at.part, at.index);
-        self.prefetch = Some(Prefetch { part, index, fetch: glommio::spawn_local(self.fetch_block(at)) });
+        self.prefetch = Some(Prefetch { at, fetch: glommio::spawn_local(self.fetch_block(at)) });
     }
 
     /// Reads, verifies and (when needed) reconstructs one block: the fetch ahead
@@ -247,7 +245,7 @@ impl ObjectReader {
     /// a pass when it returns).
     async fn read_block(&mut self, at: BlockAt) -> Result<Vec<Bytes>> {
         let fetched = match self.prefetch.take() {
-            Some(p) if p.part == at.part && p.index == at.index => p.fetch.await,
+            Some(p) if (p.at.part, p.at.index) == (at.part, at.index) => p.fetch.await,
             _ => self.fetch_block(at).await,
         };
         for (i, offline) in fetched.lost {
@@ -276,19 +274,15 @@ impl ObjectReader {
             let mut shards: Vec<Option<Bytes>> = vec![None; n];
             let mut lost = Vec::new();
             // Data shards first; each failure brings in the next parity shard.
-            let mut tried = vec![false; n];
+            let wanted: Vec<usize> = (0..n).filter(|i| !matches!(sources[*i], ShardSource::Missing)).collect();
+            let mut next = 0;
             let mut good = 0;
             while good < k {
-                let batch: Vec<usize> = (0..n)
-                    .filter(|i| !tried[*i] && !matches!(sources[*i], ShardSource::Missing))
-                    .take(k - good)
-                    .collect();
+                let batch = &wanted[next..(next + k - good).min(wanted.len())];
                 if batch.is_empty() {
                     return Fetched { block: Err(Error::InsufficientReadQuorum { have: good, need: k }), lost };
                 }
-                for &i in &batch {
-                    tried[i] = true;
-                }
+                next += batch.len();
                 let reads = batch.iter().map(|&i| {
                     let (source, bucket, path) = (&sources[i], &bucket, &path);
                     async move {
