@@ -12,16 +12,16 @@ const SIZES: [usize; 7] = [0, 1, 128 * KIB - 1, 128 * KIB + 1, MIB - 1, MIB + 1,
 fn round_trips(drives: usize) {
     let node = Node::start(drives, 2);
     node.make_bucket("bucket").unwrap();
-    for (i, size) in SIZES.iter().enumerate() {
+    for ((i, size), direct) in SIZES.iter().enumerate().flat_map(|s| [(s, false), (s, true)]) {
         let body = data(*size, i as u64);
-        let key = format!("objects/size-{size}");
-        let info = node.put("bucket", &key, &body).unwrap();
+        let key = format!("objects/size-{size}-direct-{direct}");
+        let info = node.put_with(0, "bucket", &key, &body, direct).unwrap();
         assert_eq!(info.size, *size as u64);
         assert_eq!(info.etag, md5_hex(&body), "ETag is the MD5 of the content");
         // Read from both cores: one owns half the drives, the other the rest.
         for core in 0..2 {
             let got = node.get_on(core, "bucket", &key, None).unwrap();
-            assert!(got == body, "{drives} drives, {size} bytes, core {core}: content differs");
+            assert!(got == body, "{drives} drives, {size} bytes (direct {direct}), core {core}: content differs");
         }
         let head = node.head("bucket", &key).unwrap();
         assert_eq!((head.size, head.etag.as_str()), (*size as u64, info.etag.as_str()));

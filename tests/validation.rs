@@ -46,18 +46,31 @@ fn body_length_and_digest_are_enforced() {
     let node = Node::start(4, 1);
     node.make_bucket("bucket").unwrap();
     let rt = node.rt();
+    // Bodies that hand out chunks, and bodies read straight into block buffers.
+    for direct in [false, true] {
+        let put = |declared: u64, body: Vec<u8>, md5: Option<[u8; 16]>| {
+            rt.run_on(0, move |ctx| async move {
+                let opts = PutOptions { size: Some(declared), content_md5: md5, ..Default::default() };
+                let mut body = if direct { BytesBody::direct(body, 1000) } else { BytesBody::new(body, 1000) };
+                ctx.objects.put_object("bucket", "k", &mut body, opts).await
+            })
+        };
+        let big = common::data(2 * common::MIB, 1);
+        assert_eq!(put(10, vec![1; 5], None).unwrap_err(), Error::IncompleteBody { expected: 10, got: 5 });
+        assert_eq!(put(5, vec![1; 10], None).unwrap_err(), Error::BodyTooLong(5));
+        let long = put(big.len() as u64 - 1, big.clone(), None).unwrap_err();
+        assert_eq!(long, Error::BodyTooLong(big.len() as u64 - 1), "direct {direct}");
+        let short = put(big.len() as u64 + 1, big.clone(), None).unwrap_err();
+        assert!(matches!(short, Error::IncompleteBody { .. }), "direct {direct}: {short:?}");
+        assert_eq!(put(3, b"abc".to_vec(), Some([0; 16])).unwrap_err(), Error::BadDigest);
+        assert_eq!(put(big.len() as u64, big.clone(), Some([7; 16])).unwrap_err(), Error::BadDigest);
+    }
     let put = |declared: u64, body: Vec<u8>, md5: Option<[u8; 16]>| {
         rt.run_on(0, move |ctx| async move {
             let opts = PutOptions { size: Some(declared), content_md5: md5, ..Default::default() };
             ctx.objects.put_object("bucket", "k", &mut BytesBody::new(body, 1000), opts).await
         })
     };
-    let big = common::data(2 * common::MIB, 1);
-    assert_eq!(put(10, vec![1; 5], None).unwrap_err(), Error::IncompleteBody { expected: 10, got: 5 });
-    assert_eq!(put(5, vec![1; 10], None).unwrap_err(), Error::BodyTooLong(5));
-    assert!(matches!(put(big.len() as u64 + 1, big.clone(), None).unwrap_err(), Error::IncompleteBody { .. }));
-    assert_eq!(put(3, b"abc".to_vec(), Some([0; 16])).unwrap_err(), Error::BadDigest);
-    assert_eq!(put(big.len() as u64, big.clone(), Some([7; 16])).unwrap_err(), Error::BadDigest);
     // None of the refused bodies left an object or temp files behind.
     assert_eq!(node.get("bucket", "k").unwrap_err(), Error::NoSuchKey);
     for d in &node.drives {

@@ -96,6 +96,26 @@ impl<'a> HttpBody<'a> {
         true
     }
 
+    /// Answers `Expect: 100-continue` on the body's first read, even for an
+    /// empty body: clients that asked wait for it.
+    async fn send_continue(&mut self) -> Result<()> {
+        if self.expect_continue {
+            self.expect_continue = false;
+            self.conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+        }
+        Ok(())
+    }
+
+    /// Accounts `n` bytes taken of the `left` in the current data.
+    fn consumed(&mut self, left: u64, n: usize) {
+        self.received += n as u64;
+        self.state = match (left - n as u64, self.framing) {
+            (0, Framing::Length(_)) => State::Done,
+            (0, Framing::Chunked) => State::ChunkEnd,
+            (rest, _) => State::Data(rest),
+        };
+    }
+
     fn check_rate(&self) -> Result<()> {
         let elapsed = self.started.elapsed();
         if elapsed > SLOW_BODY_GRACE && self.received < MIN_BODY_BYTES_PER_SEC * elapsed.as_secs() {
@@ -141,11 +161,7 @@ impl<'a> HttpBody<'a> {
 
 impl Body for HttpBody<'_> {
     async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
-        if self.expect_continue {
-            // Sent even for an empty body: clients that asked wait for it.
-            self.expect_continue = false;
-            self.conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
-        }
+        self.send_continue().await?;
         loop {
             match self.state {
                 State::Done => return Ok(None),
@@ -156,16 +172,9 @@ impl Body for HttpBody<'_> {
                             return Err(Error::ClientRead("the client closed the connection mid-body".into()));
                         }
                     }
-                    let take = (left as usize).min(self.conn.buf.len());
-                    self.received += take as u64;
-                    let data = self.conn.buf.split_to(take).freeze();
-                    let left = left - take as u64;
-                    self.state = match (left, self.framing) {
-                        (0, Framing::Length(_)) => State::Done,
-                        (0, Framing::Chunked) => State::ChunkEnd,
-                        (n, _) => State::Data(n),
-                    };
-                    return Ok(Some(data));
+                    let take = usize::try_from(left).unwrap_or(usize::MAX).min(self.conn.buf.len());
+                    self.consumed(left, take);
+                    return Ok(Some(self.conn.buf.split_to(take).freeze()));
                 }
                 State::ChunkEnd => {
                     let line = self.line().await?;
@@ -188,5 +197,32 @@ impl Body for HttpBody<'_> {
                 }
             }
         }
+    }
+
+    /// Inside data (a `Content-Length` body, or a chunk's data), reads from the
+    /// socket straight into `dst` once the connection's buffer is used up.
+    /// Chunk framing lines are left to `next_chunk`.
+    async fn read_into(&mut self, dst: &mut [u8]) -> Result<Option<usize>> {
+        self.send_continue().await?;
+        let left = match self.state {
+            State::Done => return Ok(Some(0)),
+            State::Data(left) if !dst.is_empty() => left,
+            _ => return Ok(None),
+        };
+        let want = usize::try_from(left).unwrap_or(usize::MAX).min(dst.len());
+        let n = if self.conn.buf.is_empty() {
+            self.check_rate()?;
+            match self.conn.read_direct(&mut dst[..want]).await? {
+                0 => return Err(Error::ClientRead("the client closed the connection mid-body".into())),
+                n => n,
+            }
+        } else {
+            let n = want.min(self.conn.buf.len());
+            dst[..n].copy_from_slice(&self.conn.buf[..n]);
+            self.conn.buf.advance(n);
+            n
+        };
+        self.consumed(left, n);
+        Ok(Some(n))
     }
 }

@@ -40,6 +40,15 @@ impl Conn {
         }
     }
 
+    /// Reads from the socket straight into `dst`, past the buffer (which must be
+    /// empty, or bytes would be reordered); returns how many (0 at end of stream).
+    pub(super) async fn read_direct(&mut self, dst: &mut [u8]) -> Result<usize, Error> {
+        debug_assert!(self.buf.is_empty());
+        let n = self.stream.read(dst).await.map_err(|e| Error::ClientRead(e.to_string()))?;
+        crate::metrics::received(n);
+        Ok(n)
+    }
+
     /// The next request head; `None` when the client closed between requests.
     pub async fn read_head(&mut self) -> Result<Option<Request>, Error> {
         loop {

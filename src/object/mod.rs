@@ -6,6 +6,7 @@
 //! Placement: `hash(bucket/key)` picks the set, `hash(key)` rotates which drive
 //! holds shard 0, so load spreads evenly over a set's drives.
 
+mod blocks;
 mod body;
 mod get;
 mod heal;

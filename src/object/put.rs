@@ -1,17 +1,21 @@
 //! PUT: stream a body into shard files (or, for small objects, into the metadata
 //! itself), then commit on every drive under the object's write lock.
 //!
-//! Data path per 1 MiB block: copy from the body's chunks into the block buffer
-//! (copy 1), MD5, Reed-Solomon encode (the padded copy of the block is copy 2;
-//! data shards are slices of it), bitrot hash, then each shard goes to its drive's
-//! writer, which copies it into a DMA buffer (copy 3) or, for another core, sends
-//! it over a channel first. The body is never held whole.
+//! Data path per 1 MiB block: the body is read straight into the block buffer
+//! (for an HTTP body, the socket's receive is the only copy; a body that hands
+//! out chunks is copied in), MD5, Reed-Solomon encode (data shards are slices of
+//! the block; the codec copies them into its work buffers), bitrot hash, then
+//! each shard goes to its drive's writer, which copies it into a DMA buffer or,
+//! for another core, sends it over a channel first. Block buffers are reused
+//! (`blocks`). The body is never held whole.
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::join_all;
 use md5::{Digest, Md5};
 
-use super::{Body, INLINE_MAX_BYTES, MAX_OBJECT_BYTES, ObjectInfo, ObjectLayer, PutOptions, Set, key_location, names};
+use super::{
+    Body, INLINE_MAX_BYTES, MAX_OBJECT_BYTES, ObjectInfo, ObjectLayer, PutOptions, Set, blocks, key_location, names,
+};
 use crate::drive::meta::{self, ErasureInfo, ObjectMeta, PartInfo};
 use crate::drive::{DATA_DIR_PREFIX, DriveError, DriveHandle, DriveOp, DriveReply, SYS_VOLUME, ShardWriter, TMP_DIR};
 use crate::erasure::{BITROT_HASH_BYTES, Erasure, bitrot_hash, shard_file_size};
@@ -50,38 +54,83 @@ struct BlockReader<'a, B> {
 }
 
 impl<B: Body> BlockReader<'_, B> {
-    /// Appends to `block` until it holds `want` bytes or the body ends.
-    async fn fill(&mut self, block: &mut BytesMut, want: usize) -> Result<()> {
-        while block.len() < want {
-            let chunk = match self.pending.take() {
-                Some(c) => c,
-                None => match self.body.next_chunk().await? {
-                    Some(c) => c,
-                    None => {
-                        self.eof = true;
-                        if let Some(d) = self.declared
-                            && self.total != d
-                        {
-                            return Err(Error::IncompleteBody { expected: d, got: self.total });
-                        }
-                        return Ok(());
-                    }
-                },
-            };
-            let take = (want - block.len()).min(chunk.len());
-            self.total += take as u64;
-            if let Some(d) = self.declared
-                && self.total > d
-            {
-                return Err(Error::BodyTooLong(d));
-            }
-            if self.total > self.limit {
-                return Err(Error::EntityTooLarge(self.limit));
-            }
-            block.extend_from_slice(&chunk[..take]);
+    /// Appends to `small` until it holds `want` bytes or the body ends, chunk by
+    /// chunk (a small body is mostly in the connection's buffer already).
+    async fn fill_small(&mut self, small: &mut BytesMut, want: usize) -> Result<()> {
+        while small.len() < want {
+            let Some(chunk) = self.chunk().await? else { return Ok(()) };
+            let take = (want - small.len()).min(chunk.len());
+            self.count(take)?;
+            small.extend_from_slice(&chunk[..take]);
             if take < chunk.len() {
                 self.pending = Some(chunk.slice(take..));
             }
+        }
+        Ok(())
+    }
+
+    /// Fills `block[*filled..]` until it is full or the body ends, reading
+    /// straight into it where the body can.
+    async fn fill_block(&mut self, block: &mut [u8], filled: &mut usize) -> Result<()> {
+        while *filled < block.len() {
+            let dst = &mut block[*filled..];
+            if self.pending.is_none() {
+                match self.body.read_into(dst).await? {
+                    Some(0) => return self.ended(),
+                    Some(n) => {
+                        self.count(n)?;
+                        *filled += n;
+                        continue;
+                    }
+                    None => {}
+                }
+            }
+            let Some(chunk) = self.chunk().await? else { return Ok(()) };
+            let take = dst.len().min(chunk.len());
+            self.count(take)?;
+            dst[..take].copy_from_slice(&chunk[..take]);
+            *filled += take;
+            if take < chunk.len() {
+                self.pending = Some(chunk.slice(take..));
+            }
+        }
+        Ok(())
+    }
+
+    /// The chunk left over from the last fill, or the body's next; `None` at the
+    /// end of the body (then `eof` is set).
+    async fn chunk(&mut self) -> Result<Option<Bytes>> {
+        if let Some(c) = self.pending.take() {
+            return Ok(Some(c));
+        }
+        match self.body.next_chunk().await? {
+            Some(c) => Ok(Some(c)),
+            None => {
+                self.ended()?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The body ended: it must have been as long as it said.
+    fn ended(&mut self) -> Result<()> {
+        self.eof = true;
+        match self.declared {
+            Some(d) if self.total != d => Err(Error::IncompleteBody { expected: d, got: self.total }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts `n` more bytes against the declared length and the limit.
+    fn count(&mut self, n: usize) -> Result<()> {
+        self.total += n as u64;
+        if let Some(d) = self.declared
+            && self.total > d
+        {
+            return Err(Error::BodyTooLong(d));
+        }
+        if self.total > self.limit {
+            return Err(Error::EntityTooLarge(self.limit));
         }
         Ok(())
     }
@@ -112,16 +161,18 @@ pub(crate) async fn stage<B: Body>(to: StageTo<'_>, body: &mut B) -> Result<Stag
     }
     let block_size = erasure.block_size();
     let mut reader = BlockReader { body, pending: None, declared, limit, total: 0, eof: false };
-    let mut block = BytesMut::with_capacity(block_size);
     let mut md5 = Md5::new();
 
+    // The body's first bytes, when it may be small enough to go inline.
+    let mut small = BytesMut::new();
     if allow_inline {
-        reader.fill(&mut block, INLINE_MAX_BYTES + 1).await?;
+        small.reserve(INLINE_MAX_BYTES + 1);
+        reader.fill_small(&mut small, INLINE_MAX_BYTES + 1).await?;
         if reader.eof {
-            md5.update(&block);
-            let shards = erasure.encode(&block)?;
+            md5.update(&small);
+            let shards = erasure.encode(&small)?;
             let framed = shards.iter().map(|s| frame(s)).collect();
-            return Ok(Staged::Inline { size: block.len() as u64, md5: md5.finalize().into(), shards: framed });
+            return Ok(Staged::Inline { size: small.len() as u64, md5: md5.finalize().into(), shards: framed });
         }
     }
 
@@ -131,15 +182,21 @@ pub(crate) async fn stage<B: Body>(to: StageTo<'_>, body: &mut B) -> Result<Stag
     let full = std::cell::Cell::new(opened.iter().filter(|r| matches!(r, Err(DriveError::DriveFull))).count());
     let mut writers: Vec<Option<ShardWriter>> = opened.into_iter().map(Result::ok).collect();
     check_quorum(&writers, write_quorum, full.get())?;
+    let mut block = blocks::take(block_size);
+    block[..small.len()].copy_from_slice(&small);
+    let mut filled = small.len();
+    drop(small);
     loop {
-        reader.fill(&mut block, block_size).await?;
-        if block.is_empty() && reader.eof {
+        reader.fill_block(&mut block, &mut filled).await?;
+        if filled == 0 && reader.eof {
             break;
         }
-        md5.update(&block);
+        md5.update(&block[..filled]);
         // The block's buffer goes to the coder as is (data shards are slices of
-        // it); `reserve` below takes it back once the writers are done with it.
-        let shards = erasure.encode_owned(block.split().freeze())?;
+        // it); it is kept for reuse once the writers are done with it.
+        let whole = std::mem::take(&mut block).freeze();
+        let shards = erasure.encode_owned(whole.slice(..filled))?;
+        blocks::give(whole);
         let full = &full;
         let writes = writers.iter_mut().zip(shards).map(|(w, shard)| async move {
             if let Some(writer) = w {
@@ -159,10 +216,15 @@ pub(crate) async fn stage<B: Body>(to: StageTo<'_>, body: &mut B) -> Result<Stag
         });
         join_all(writes).await;
         check_quorum(&writers, write_quorum, full.get())?;
-        block.reserve(block_size);
         if reader.eof {
             break;
         }
+        block = blocks::take(block_size);
+        filled = 0;
+    }
+    if !block.is_empty() {
+        // Taken for more of the body, which had ended at the last block's edge.
+        blocks::give(block.freeze());
     }
     let finished = join_all(writers.into_iter().map(|w| async move {
         match w {

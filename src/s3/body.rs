@@ -71,14 +71,41 @@ impl Body for RequestBody<'_> {
                     Ok(Some(c))
                 }
                 None => {
-                    if let Some(h) = hasher.take()
-                        && crate::auth::hex(h.finish().as_ref()) != *want
-                    {
-                        return Err(Error::ContentSha256Mismatch);
-                    }
+                    check_sha256(hasher, want)?;
                     Ok(None)
                 }
             },
         }
     }
+
+    async fn read_into(&mut self, dst: &mut [u8]) -> Result<Option<usize>> {
+        match self {
+            RequestBody::Plain(b) => b.read_into(dst).await,
+            RequestBody::Chunked(b) => b.read_into(dst).await,
+            RequestBody::Hashed { inner, want, hasher } => {
+                let read = inner.read_into(dst).await?;
+                match read {
+                    Some(0) => check_sha256(hasher, want)?,
+                    Some(n) => {
+                        if let Some(h) = hasher {
+                            h.update(&dst[..n]);
+                        }
+                    }
+                    None => {}
+                }
+                Ok(read)
+            }
+        }
+    }
+}
+
+/// At the end of a body: the SHA-256 of everything read must be the signed one
+/// (checked once; `hasher` is spent).
+fn check_sha256(hasher: &mut Option<ring::digest::Context>, want: &str) -> Result<()> {
+    if let Some(h) = hasher.take()
+        && crate::auth::hex(h.finish().as_ref()) != want
+    {
+        return Err(Error::ContentSha256Mismatch);
+    }
+    Ok(())
 }

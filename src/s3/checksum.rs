@@ -188,6 +188,20 @@ impl Body for ChecksumBody<'_, '_> {
         }
     }
 
+    async fn read_into(&mut self, dst: &mut [u8]) -> Result<Option<usize>> {
+        let read = self.inner.read_into(dst).await?;
+        match read {
+            Some(0) => self.verify_end()?,
+            Some(n) => {
+                if let Some((_, h)) = &mut self.check {
+                    h.update(&dst[..n]);
+                }
+            }
+            None => {}
+        }
+        Ok(read)
+    }
+
     fn verified_checksums(&self) -> Vec<(String, String)> {
         self.verified.iter().map(|(a, v)| (a.name().to_string(), v.clone())).collect()
     }

@@ -88,6 +88,37 @@ def test_chunked_request_body_and_expect_continue(server, s3):
     assert s3.get_object(Bucket="http", Key="chunked")["Body"].read() == b"hello, world"
 
 
+def test_large_bodies_read_past_the_buffer_stop_at_their_end(server, s3):
+    """Large bodies are received straight into the server's block buffers: a
+    Content-Length body sent in uneven pieces, with the next request pipelined
+    behind it, and a chunked body of chunks larger than a block. Both come back
+    byte for byte, and the pipelined request is answered."""
+    s3.create_bucket(Bucket="http")
+    data = os.urandom(3 * 1024 * 1024 + 12345)
+    with connect(server) as s:
+        put = signed_head(server, "PUT", "/http/large", {"Content-Length": str(len(data))})
+        get = signed_head(server, "GET", "/http/large", {"Range": "bytes=1048570-1048580"})
+        s.sendall(put + data[:1000])
+        for start, end in [(1000, 70_000), (70_000, 2_000_000), (2_000_000, len(data) - 10)]:
+            s.sendall(data[start:end])
+        # The body's last bytes and the next request in one write.
+        s.sendall(data[len(data) - 10:] + get)
+        status, _, _, rest = read_response(s)
+        assert status == 200
+        status, _, body, _ = read_response(s, rest)
+        assert (status, body) == (206, data[1048570:1048581])
+    assert s3.get_object(Bucket="http", Key="large")["Body"].read() == data
+    with connect(server) as s:
+        s.sendall(signed_head(server, "PUT", "/http/chunked-large", {"Transfer-Encoding": "chunked"}))
+        for start in range(0, len(data), 1_500_000):
+            piece = data[start:start + 1_500_000]
+            s.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
+        s.sendall(b"0\r\n\r\n")
+        status, _, _, _ = read_response(s)
+        assert status == 200
+    assert s3.get_object(Bucket="http", Key="chunked-large")["Body"].read() == data
+
+
 def test_range_not_satisfiable_and_not_implemented(server, s3):
     s3.create_bucket(Bucket="http")
     s3.put_object(Bucket="http", Key="k", Body=b"0123456789")

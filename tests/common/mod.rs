@@ -45,11 +45,17 @@ impl Node {
     }
 
     pub fn put_on(&self, core: usize, bucket: &str, key: &str, data: &[u8]) -> Result<ObjectInfo> {
+        self.put_with(core, bucket, key, data, false)
+    }
+
+    /// A PUT from core `core` whose body hands out 64 KiB chunks, as a socket
+    /// would deliver them, or (`direct`) is also read straight into the object
+    /// layer's block buffers, as an HTTP `Content-Length` body is.
+    pub fn put_with(&self, core: usize, bucket: &str, key: &str, data: &[u8], direct: bool) -> Result<ObjectInfo> {
         let (b, k, d) = (bucket.to_string(), key.to_string(), data.to_vec());
         self.rt().run_on(core, move |ctx| async move {
             let size = d.len() as u64;
-            // 64 KiB chunks, as a socket would deliver them.
-            let mut body = BytesBody::new(d, 64 << 10);
+            let mut body = if direct { BytesBody::direct(d, 64 << 10) } else { BytesBody::new(d, 64 << 10) };
             ctx.objects.put_object(&b, &k, &mut body, PutOptions { size: Some(size), ..Default::default() }).await
         })
     }
