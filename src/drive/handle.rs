@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use super::{DriveError, DriveOp, DriveReply, DriveResult, LocalDrive, LocalWriter};
+use super::{DriveError, DriveOp, DriveReply, DriveResult, LocalDrive, LocalWriter, Piece};
 use crate::cluster::{RemoteDrive, RemoteWriter};
 use crate::runtime::peer::{CoreDrive, CoreWriter};
 
@@ -52,6 +52,17 @@ impl DriveHandle {
 
     pub async fn read_at(&self, volume: &str, path: &str, offset: u64, len: u64) -> DriveResult<Bytes> {
         expect_data(self.call(DriveOp::ReadAt { volume: volume.into(), path: path.into(), offset, len }).await)
+    }
+
+    /// [`DriveHandle::read_at`] for bytes on their way to a client: a drive of
+    /// this core hands over its DMA buffer instead of a copy.
+    pub async fn read_piece(&self, volume: &str, path: &str, offset: u64, len: u64) -> DriveResult<Piece> {
+        match self {
+            DriveHandle::Local(d) => d.read_piece(volume, path, offset, len).await.map(Piece::Dma),
+            DriveHandle::Core(_) | DriveHandle::Remote(_) => {
+                self.read_at(volume, path, offset, len).await.map(Piece::from)
+            }
+        }
     }
 
     pub async fn write_all(&self, volume: &str, path: &str, data: Bytes) -> DriveResult<()> {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_lite::AsyncWriteExt;
-use glommio::io::{DmaFile, DmaStreamWriter, DmaStreamWriterBuilder};
+use glommio::io::{DmaFile, DmaStreamWriter, DmaStreamWriterBuilder, ReadResult};
 
 use super::durable::{self, NewDirs};
 use super::format::{self, Format};
@@ -129,9 +129,26 @@ impl LocalDrive {
 
     /// Performs one operation.
     pub async fn execute(&self, op: DriveOp) -> DriveResult<DriveReply> {
-        let r = match self.execute_inner(op).await {
-            // "Not found" from a drive whose root vanished (unmounted, wiped) means
-            // the drive is gone, not the file: never let it vote "no such object".
+        let r = self.execute_inner(op).await;
+        self.judge(r).await
+    }
+
+    /// `ReadAt` without the copy out of the DMA buffer, for a reader on this core.
+    pub async fn read_piece(&self, volume: &str, path: &str, offset: u64, len: u64) -> DriveResult<ReadResult> {
+        let r = async {
+            check_read_len(len)?;
+            let path = self.resolve(volume, path)?;
+            self.read_shard(&path, offset, len).await
+        }
+        .await;
+        self.judge(r).await
+    }
+
+    /// An operation's result as the drive reports it: "not found" from a drive
+    /// whose root vanished (unmounted, wiped) means the drive is gone, not the
+    /// file, so it never votes "no such object"; I/O errors are counted.
+    async fn judge<T>(&self, r: DriveResult<T>) -> DriveResult<T> {
+        let r = match r {
             Err(DriveError::FileNotFound | DriveError::VolumeNotFound) if !self.present().await => {
                 Err(DriveError::Offline)
             }
@@ -256,11 +273,9 @@ impl LocalDrive {
                 Ok(DriveReply::Done)
             }
             DriveOp::ReadAt { volume, path, offset, len } => {
-                if len > MAX_READ_BYTES {
-                    return Err(DriveError::InvalidPath(format!("read of {len} bytes is over the limit")));
-                }
+                check_read_len(len)?;
                 let path = self.resolve(&volume, &path)?;
-                Ok(DriveReply::Data(self.read_shard(&path, offset, len).await?))
+                Ok(DriveReply::Data(Bytes::copy_from_slice(&self.read_shard(&path, offset, len).await?)))
             }
             DriveOp::Delete { volume, path, recursive } => {
                 let path = self.resolve(&volume, &path)?;
@@ -526,7 +541,7 @@ impl LocalDrive {
     /// Reads part of a shard file through a kept-open handle. The path's inode
     /// is checked first (one stat, served from the dentry cache), so a file that
     /// was replaced (a heal, a new version) or removed is never read stale.
-    async fn read_shard(&self, path: &Path, offset: u64, len: u64) -> DriveResult<Bytes> {
+    async fn read_shard(&self, path: &Path, offset: u64, len: u64) -> DriveResult<ReadResult> {
         use std::os::unix::fs::MetadataExt;
         let inode = std::fs::metadata(path).map_err(|e| DriveError::from_io(&e))?.ino();
         let cached = {
@@ -557,10 +572,9 @@ impl LocalDrive {
             }
         };
         if len == 0 {
-            return Ok(Bytes::new());
+            return Ok(ReadResult::default());
         }
-        let read = file.read_at(offset, len as usize).await.map_err(DriveError::from_glommio)?;
-        Ok(Bytes::copy_from_slice(&read))
+        file.read_at(offset, len as usize).await.map_err(DriveError::from_glommio)
     }
 
     pub fn format(&self) -> Option<Format> {
@@ -703,6 +717,14 @@ fn prune(dir: &Path, stop: &Path) {
             None => break,
         }
     }
+}
+
+/// A single read may not ask for more than [`MAX_READ_BYTES`].
+fn check_read_len(len: u64) -> DriveResult<()> {
+    if len > MAX_READ_BYTES {
+        return Err(DriveError::InvalidPath(format!("read of {len} bytes is over the limit")));
+    }
+    Ok(())
 }
 
 /// Reads `len` bytes at `offset` (or the whole file) with direct I/O.

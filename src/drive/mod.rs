@@ -16,11 +16,13 @@ mod handle;
 mod local;
 pub mod meta;
 mod ops;
+mod piece;
 pub mod walk;
 
 pub use handle::{DriveHandle, ShardWriter};
 pub use local::{LocalDrive, LocalWriter};
 pub use ops::{DiskInfo, DriveOp, DriveReply, VolumeInfo};
+pub use piece::Piece;
 
 /// The volume (top-level directory of a drive) that holds basalt's own files.
 pub const SYS_VOLUME: &str = ".basalt.sys";

@@ -121,7 +121,7 @@ pub async fn write(
         }
         ResponseBody::Object(mut reader) => {
             // Coalesce the head with a small first chunk; a large one goes out as is.
-            match reader.next_chunk().await {
+            match reader.next_piece().await {
                 Ok(Some(first)) if first.len() <= COALESCE_MAX_BYTES => {
                     out.extend_from_slice(&first);
                     conn.write_all(&out).await?;
@@ -134,7 +134,7 @@ pub async fn write(
                 Err(e) => return Err(e),
             }
             loop {
-                match reader.next_chunk().await {
+                match reader.next_piece().await {
                     Ok(Some(chunk)) => conn.write_all(&chunk).await?,
                     Ok(None) => break,
                     // Headers are gone: the only honest signal left is a short body.

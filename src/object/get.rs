@@ -2,8 +2,9 @@
 //! reading data shards first and parity only when a data shard is missing or
 //! fails its bitrot check. The next block is fetched (read, verified, and
 //! decoded when shards are lost) as a task of its own while a block is sent:
-//! one block ahead, so a GET holds at most two blocks. Damaged objects are
-//! reported for healing.
+//! one block ahead, so a GET holds at most two blocks. Shards read from drives
+//! of this core are sent from the buffers they were read into (`Piece`).
+//! Damaged objects are reported for healing.
 
 use std::rc::Rc;
 
@@ -12,7 +13,7 @@ use futures_util::future::join_all;
 
 use super::quorum::{self, Found};
 use super::{Body, ObjectInfo, ObjectLayer, key_location, names};
-use crate::drive::DriveHandle;
+use crate::drive::{DriveHandle, Piece};
 use crate::erasure::{BITROT_HASH_BYTES, Erasure, shard_file_offset, verify_framed};
 use crate::error::{Error, Result};
 use crate::runtime::lock::LockGuard;
@@ -74,7 +75,7 @@ pub struct ObjectReader {
     end: u64,
     /// Pieces of the current block not yet returned (data shards, sliced to the
     /// range): a block goes out as its shards, never copied into one buffer.
-    pending: std::collections::VecDeque<Bytes>,
+    pending: std::collections::VecDeque<Piece>,
     /// The next block, fetched while this one is sent.
     prefetch: Option<Prefetch>,
     damaged: bool,
@@ -97,7 +98,7 @@ struct BlockAt {
 /// the shards found missing, damaged or unreadable on the way, each with
 /// whether its drive was offline.
 struct Fetched {
-    block: Result<Vec<Bytes>>,
+    block: Result<Vec<Piece>>,
     lost: Vec<(usize, bool)>,
 }
 
@@ -184,8 +185,13 @@ impl ObjectReader {
         self.end - self.pos
     }
 
-    /// The next piece of the object (at most one shard of a block); `None` at the end.
+    /// The next piece of the object as `Bytes` (a copy, if it was read on this core).
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
+        Ok(self.next_piece().await?.map(Piece::into_bytes))
+    }
+
+    /// The next piece of the object (at most one shard of a block); `None` at the end.
+    pub async fn next_piece(&mut self) -> Result<Option<Piece>> {
         if let Some(piece) = self.pending.pop_front() {
             self.pos += piece.len() as u64;
             return Ok(Some(piece));
@@ -243,7 +249,7 @@ impl ObjectReader {
     /// when it is this block's, else a fetch now. Shards found lost are never
     /// used again; damage is reported for healing (an offline drive is healed by
     /// a pass when it returns).
-    async fn read_block(&mut self, at: BlockAt) -> Result<Vec<Bytes>> {
+    async fn read_block(&mut self, at: BlockAt) -> Result<Vec<Piece>> {
         let fetched = match self.prefetch.take() {
             Some(p) if (p.at.part, p.at.index) == (at.part, at.index) => p.fetch.await,
             _ => self.fetch_block(at).await,
@@ -271,7 +277,7 @@ impl ObjectReader {
             let shard_len = erasure.shard_size(at.len);
             let offset = shard_file_offset(&erasure, at.index);
             let framed_len = (BITROT_HASH_BYTES + shard_len) as u64;
-            let mut shards: Vec<Option<Bytes>> = vec![None; n];
+            let mut shards: Vec<Option<Piece>> = vec![None; n];
             let mut lost = Vec::new();
             // Data shards first; each failure brings in the next parity shard.
             let wanted: Vec<usize> = (0..n).filter(|i| !matches!(sources[*i], ShardSource::Missing)).collect();
@@ -288,7 +294,7 @@ impl ObjectReader {
                     async move {
                         let mut offline = false;
                         let framed = match source {
-                            ShardSource::File(d) => match d.read_at(bucket, path, offset, framed_len).await {
+                            ShardSource::File(d) => match d.read_piece(bucket, path, offset, framed_len).await {
                                 Ok(b) => Some(b),
                                 Err(e) => {
                                     offline = e == crate::drive::DriveError::Offline;
@@ -298,14 +304,14 @@ impl ObjectReader {
                             ShardSource::Inline(bytes) => {
                                 let start = offset as usize;
                                 let stop = start + framed_len as usize;
-                                (stop <= bytes.len()).then(|| bytes.slice(start..stop))
+                                (stop <= bytes.len()).then(|| Piece::from(bytes.slice(start..stop)))
                             }
                             ShardSource::Missing => None,
                         };
                         // Bitrot, truncation, a vanished file or a drive gone offline.
                         let shard = framed
                             .filter(|f| verify_framed(f, shard_len).is_some())
-                            .map(|f| f.slice(BITROT_HASH_BYTES..));
+                            .map(|f| f.slice(BITROT_HASH_BYTES..f.len()));
                         (i, shard, offline)
                     }
                 });
@@ -319,11 +325,7 @@ impl ObjectReader {
                     }
                 }
             }
-            let block = erasure
-                .reconstruct_data(&mut shards, shard_len)
-                .and_then(|()| erasure.data_pieces(shards, at.len))
-                .map_err(Error::from);
-            Fetched { block, lost }
+            Fetched { block: data_pieces(&erasure, shards, shard_len, at.len), lost }
         }
     }
 
@@ -332,6 +334,36 @@ impl ObjectReader {
             self.layer.report_damage(&self.bucket, &self.key);
         }
     }
+}
+
+/// A block's bytes as its data shards in order, trimmed to its `len`; lost
+/// data shards are rebuilt from parity first (a copy into `Bytes`: the codec
+/// works on those).
+fn data_pieces(erasure: &Erasure, shards: Vec<Option<Piece>>, shard_len: usize, len: usize) -> Result<Vec<Piece>> {
+    let k = erasure.data_shards();
+    let data: Vec<Piece> = if shards[..k].iter().all(Option::is_some) {
+        shards.into_iter().take(k).flatten().collect()
+    } else {
+        let mut coded: Vec<Option<Bytes>> = shards.into_iter().map(|s| s.map(Piece::into_bytes)).collect();
+        erasure.reconstruct_data(&mut coded, shard_len)?;
+        coded
+            .into_iter()
+            .take(k)
+            .map(|s| s.map(Piece::from))
+            .collect::<Option<_>>()
+            .ok_or(Error::Internal("a data shard was not rebuilt".into()))?
+    };
+    let mut left = len;
+    let mut pieces = Vec::with_capacity(k);
+    for shard in data {
+        if left == 0 {
+            break;
+        }
+        let take = left.min(shard.len());
+        pieces.push(shard.slice(0..take));
+        left -= take;
+    }
+    Ok(pieces)
 }
 
 impl Drop for ObjectReader {

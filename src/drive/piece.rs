@@ -1,0 +1,56 @@
+//! [`Piece`]: bytes read from a shard file, as the object layer passes them on
+//! to a client. A read of a drive this core owns stays in the DMA buffer the
+//! kernel read it into, with no copy out; bytes that came from another core or
+//! node are shared [`Bytes`]. glommio's buffers are `Rc`-based, so a `Piece`
+//! never leaves its core: [`Piece::into_bytes`] copies when bytes must.
+
+use std::ops::{Deref, Range};
+
+use bytes::Bytes;
+use glommio::io::ReadResult;
+
+#[derive(Clone)]
+pub enum Piece {
+    Shared(Bytes),
+    /// A direct-I/O read of a drive of this core.
+    Dma(ReadResult),
+}
+
+impl Piece {
+    /// The bytes in `range` (which must lie inside the piece), without a copy.
+    pub fn slice(&self, range: Range<usize>) -> Piece {
+        match self {
+            Piece::Shared(b) => Piece::Shared(b.slice(range)),
+            Piece::Dma(r) => match ReadResult::slice(r, range.start, range.len()) {
+                Some(s) => Piece::Dma(s),
+                // Out of bounds: indexing panics with the same message as `Bytes::slice`'s.
+                None => Piece::Shared(Bytes::copy_from_slice(&r[range])),
+            },
+        }
+    }
+
+    /// The bytes as `Bytes`, which may cross cores: a copy of a DMA buffer.
+    pub fn into_bytes(self) -> Bytes {
+        match self {
+            Piece::Shared(b) => b,
+            Piece::Dma(r) => Bytes::copy_from_slice(&r),
+        }
+    }
+}
+
+impl Deref for Piece {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Piece::Shared(b) => b,
+            Piece::Dma(r) => r,
+        }
+    }
+}
+
+impl From<Bytes> for Piece {
+    fn from(b: Bytes) -> Piece {
+        Piece::Shared(b)
+    }
+}
