@@ -54,3 +54,9 @@ impl From<Bytes> for Piece {
         Piece::Shared(b)
     }
 }
+
+impl AsRef<[u8]> for Piece {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}

@@ -108,12 +108,26 @@ impl Erasure {
     /// entries; `None` marks a missing or corrupt shard. Parity shards are left as
     /// they are; use [`Erasure::reconstruct_all`] to rebuild those too.
     pub fn reconstruct_data(&self, shards: &mut [Option<Bytes>], shard_len: usize) -> Result<(), ErasureError> {
+        for (i, restored) in self.restore_data(shards, shard_len)? {
+            shards[i] = Some(restored);
+        }
+        Ok(())
+    }
+
+    /// The missing data shards of one block, rebuilt: `(index, shard)` for each
+    /// `None` among the first `k` of `shards` (`k + m` entries, of any byte
+    /// container: the shards present are only read).
+    pub fn restore_data<S: AsRef<[u8]>>(
+        &self,
+        shards: &[Option<S>],
+        shard_len: usize,
+    ) -> Result<Vec<(usize, Bytes)>, ErasureError> {
         let have = shards.iter().filter(|s| s.is_some()).count();
         if have < self.data {
             return Err(ErasureError::NotEnoughShards { have, need: self.data });
         }
         if shards[..self.data].iter().all(|s| s.is_some()) {
-            return Ok(());
+            return Ok(Vec::new());
         }
         DECODER.with(|cached| {
             let mut cached = cached.borrow_mut();
@@ -135,10 +149,7 @@ impl Erasure {
                 }
             }
             let result = decoder.decode().map_err(codec_err)?;
-            for (i, restored) in result.restored_original_iter() {
-                shards[i] = Some(Bytes::copy_from_slice(restored));
-            }
-            Ok(())
+            Ok(result.restored_original_iter().map(|(i, restored)| (i, Bytes::copy_from_slice(restored))).collect())
         })
     }
 

@@ -337,22 +337,17 @@ impl ObjectReader {
 }
 
 /// A block's bytes as its data shards in order, trimmed to its `len`; lost
-/// data shards are rebuilt from parity first (a copy into `Bytes`: the codec
-/// works on those).
-fn data_pieces(erasure: &Erasure, shards: Vec<Option<Piece>>, shard_len: usize, len: usize) -> Result<Vec<Piece>> {
+/// data shards are rebuilt from parity first.
+fn data_pieces(erasure: &Erasure, mut shards: Vec<Option<Piece>>, shard_len: usize, len: usize) -> Result<Vec<Piece>> {
     let k = erasure.data_shards();
-    let data: Vec<Piece> = if shards[..k].iter().all(Option::is_some) {
-        shards.into_iter().take(k).flatten().collect()
-    } else {
-        let mut coded: Vec<Option<Bytes>> = shards.into_iter().map(|s| s.map(Piece::into_bytes)).collect();
-        erasure.reconstruct_data(&mut coded, shard_len)?;
-        coded
-            .into_iter()
-            .take(k)
-            .map(|s| s.map(Piece::from))
-            .collect::<Option<_>>()
-            .ok_or(Error::Internal("a data shard was not rebuilt".into()))?
-    };
+    for (i, restored) in erasure.restore_data(&shards, shard_len)? {
+        shards[i] = Some(Piece::from(restored));
+    }
+    let data: Vec<Piece> = shards
+        .into_iter()
+        .take(k)
+        .collect::<Option<_>>()
+        .ok_or(Error::Internal("a data shard was not rebuilt".into()))?;
     let mut left = len;
     let mut pieces = Vec::with_capacity(k);
     for shard in data {
