@@ -371,4 +371,22 @@ impl Body for ObjectReader {
     async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
         ObjectReader::next_chunk(self).await
     }
+
+    /// Copies the next piece straight into `dst` (a server-side copy's block),
+    /// keeping what does not fit for the next call.
+    async fn read_into(&mut self, dst: &mut [u8]) -> Result<Option<usize>> {
+        loop {
+            let Some(piece) = self.next_piece().await? else { return Ok(Some(0)) };
+            let n = piece.len().min(dst.len());
+            if n == 0 {
+                continue;
+            }
+            dst[..n].copy_from_slice(&piece[..n]);
+            if n < piece.len() {
+                self.pos -= (piece.len() - n) as u64;
+                self.pending.push_front(piece.slice(n..piece.len()));
+            }
+            return Ok(Some(n));
+        }
+    }
 }
