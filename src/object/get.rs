@@ -1,8 +1,9 @@
-//! GET: pick the version read quorum agrees on, then stream it block by block,
-//! reading data shards first and parity only when a data shard is missing or
-//! fails its bitrot check. The next block is fetched (read, verified, and
-//! decoded when shards are lost) as a task of its own while a block is sent:
-//! one block ahead, so a GET holds at most two blocks. Shards read from drives
+//! GET: pick the version read quorum agrees on, then stream it a span of blocks
+//! at a time (one read per shard file for [`SPAN_BLOCKS`] blocks), reading data
+//! shards first and parity only when a data shard is missing or fails its
+//! bitrot check. The next span is fetched (read, verified, and decoded when
+//! shards are lost) as a task of its own while a span is sent: one span ahead,
+//! so a GET holds at most two spans. Shards read from drives
 //! of this core are sent from the buffers they were read into (`Piece`).
 //! Damaged objects are reported for healing.
 
@@ -49,6 +50,12 @@ impl Range {
     }
 }
 
+/// Blocks read from each shard file at once. Larger reads halve the I/O
+/// completions, cross-core messages and socket sends per byte that a block at
+/// a time costs (64 MiB GETs: 0.72 against 0.81 CPU s/GiB); a GET then holds
+/// up to two spans.
+const SPAN_BLOCKS: u64 = 2;
+
 /// Where each shard of the version lives.
 #[derive(Clone)]
 enum ShardSource {
@@ -82,30 +89,33 @@ pub struct ObjectReader {
     _guard: LockGuard,
 }
 
-/// Where a byte of the object lies: its part and block.
-#[derive(Clone, Copy)]
-struct BlockAt {
+/// The blocks of a part read together: where a byte of the object lies, and
+/// the blocks from there on that the range needs, up to [`SPAN_BLOCKS`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct SpanAt {
     part: u32,
     /// The part's first byte in the object.
     part_start: u64,
+    /// The first block's index in its part, and the number of blocks.
     index: u64,
-    /// The block's first byte in its part, and its length.
+    count: u64,
+    /// The span's first byte in its part, and its length.
     start: u64,
     len: usize,
 }
 
-/// A block fetched: its data shards in order (trimmed to its length), and
-/// the shards found missing, damaged or unreadable on the way, each with
-/// whether its drive was offline.
+/// A span fetched: its blocks' data shards in order (each trimmed to its
+/// block's length), and the shards found missing, damaged or unreadable on the
+/// way, each with whether its drive was offline.
 struct Fetched {
-    block: Result<Vec<Piece>>,
+    span: Result<Vec<Piece>>,
     lost: Vec<(usize, bool)>,
 }
 
-/// The next block, fetched ahead (read, verified and, when shards are lost,
+/// The next span, fetched ahead (read, verified and, when shards are lost,
 /// decoded) while the current one is sent. Dropping it cancels the fetch.
 struct Prefetch {
-    at: BlockAt,
+    at: SpanAt,
     fetch: glommio::Task<Fetched>,
 }
 
@@ -201,8 +211,8 @@ impl ObjectReader {
             return Ok(None);
         }
         let at = self.locate(self.pos).ok_or_else(|| Error::Internal("range beyond the parts".into()))?;
-        let pieces = self.read_block(at).await?;
-        // The range goes on past this block: start fetching the next one now.
+        let pieces = self.read_span(at).await?;
+        // The range goes on past this span: start fetching the next one now.
         let next = at.part_start + at.start + at.len as u64;
         if next < self.end && !self.data_path.is_empty() {
             self.start_prefetch(next);
@@ -218,66 +228,78 @@ impl ObjectReader {
                 self.pending.push_back(piece.slice(from.max(start) - start..to.min(stop) - start));
             }
         }
-        let first = self.pending.pop_front().ok_or_else(|| Error::Internal("an empty block was read".into()))?;
+        let first = self.pending.pop_front().ok_or_else(|| Error::Internal("an empty span was read".into()))?;
         self.pos += first.len() as u64;
         Ok(Some(first))
     }
 
-    /// The part and block holding object byte `pos`.
-    fn locate(&self, pos: u64) -> Option<BlockAt> {
+    /// The span starting at the block that holds object byte `pos` (pos < end):
+    /// up to [`SPAN_BLOCKS`] blocks of its part, none past the range's end.
+    fn locate(&self, pos: u64) -> Option<SpanAt> {
         let block_size = self.erasure.block_size() as u64;
         let mut part_start = 0;
         for &(part, size) in &self.parts {
             if pos < part_start + size {
                 let index = (pos - part_start) / block_size;
+                let last_needed = (self.end.min(part_start + size) - 1 - part_start) / block_size;
+                let count = (last_needed + 1 - index).clamp(1, SPAN_BLOCKS);
                 let start = index * block_size;
-                let len = (size - start).min(block_size) as usize;
-                return Some(BlockAt { part, part_start, index, start, len });
+                let len = (size - start).min(count * block_size) as usize;
+                return Some(SpanAt { part, part_start, index, count, start, len });
             }
             part_start += size;
         }
         None
     }
 
-    /// Starts fetching the block holding object byte `pos`.
+    /// Starts fetching the span holding object byte `pos`.
     fn start_prefetch(&mut self, pos: u64) {
         let Some(at) = self.locate(pos) else { return };
-        self.prefetch = Some(Prefetch { at, fetch: glommio::spawn_local(self.fetch_block(at)) });
+        self.prefetch = Some(Prefetch { at, fetch: glommio::spawn_local(self.fetch_span(at)) });
     }
 
-    /// Reads, verifies and (when needed) reconstructs one block: the fetch ahead
-    /// when it is this block's, else a fetch now. Shards found lost are never
+    /// Reads, verifies and (when needed) reconstructs one span: the fetch ahead
+    /// when it is this span's, else a fetch now. Shards found lost are never
     /// used again; damage is reported for healing (an offline drive is healed by
     /// a pass when it returns).
-    async fn read_block(&mut self, at: BlockAt) -> Result<Vec<Piece>> {
+    async fn read_span(&mut self, at: SpanAt) -> Result<Vec<Piece>> {
         let fetched = match self.prefetch.take() {
-            Some(p) if (p.at.part, p.at.index) == (at.part, at.index) => p.fetch.await,
-            _ => self.fetch_block(at).await,
+            Some(p) if p.at == at => p.fetch.await,
+            _ => self.fetch_span(at).await,
         };
         for (i, offline) in fetched.lost {
             self.sources[i] = ShardSource::Missing;
             self.damaged |= !offline;
         }
-        if matches!(fetched.block, Err(Error::InsufficientReadQuorum { .. })) {
+        if matches!(fetched.span, Err(Error::InsufficientReadQuorum { .. })) {
             self.damaged = true;
             self.finish_damage_report();
         }
-        fetched.block
+        fetched.span
     }
 
-    /// Fetches one block with the shard sources known now; owns all it needs,
+    /// Fetches one span with the shard sources known now; owns all it needs,
     /// so that it can run ahead as its own task.
-    fn fetch_block(&self, at: BlockAt) -> impl std::future::Future<Output = Fetched> + 'static {
+    fn fetch_span(&self, at: SpanAt) -> impl std::future::Future<Output = Fetched> + 'static {
         let sources = self.sources.clone();
         let erasure = self.erasure;
         let bucket: Rc<str> = self.bucket.as_str().into();
         let path: Rc<str> = format!("{}/part.{}", self.data_path, at.part).into();
         async move {
             let (k, n) = (erasure.data_shards(), erasure.total_shards());
-            let shard_len = erasure.shard_size(at.len);
+            // (block length, shard length) of each block; every block but the
+            // part's last is whole.
+            let block_size = erasure.block_size();
+            let blocks: Vec<(usize, usize)> = (0..at.count as usize)
+                .map(|b| {
+                    let len = (at.len - b * block_size).min(block_size);
+                    (len, erasure.shard_size(len))
+                })
+                .collect();
             let offset = shard_file_offset(&erasure, at.index);
-            let framed_len = (BITROT_HASH_BYTES + shard_len) as u64;
-            let mut shards: Vec<Option<Piece>> = vec![None; n];
+            let read_len: usize = blocks.iter().map(|(_, shard_len)| BITROT_HASH_BYTES + shard_len).sum();
+            // Per shard index: its shard of every block of the span.
+            let mut shards: Vec<Option<Vec<Piece>>> = vec![None; n];
             let mut lost = Vec::new();
             // Data shards first; each failure brings in the next parity shard.
             let wanted: Vec<usize> = (0..n).filter(|i| !matches!(sources[*i], ShardSource::Missing)).collect();
@@ -286,15 +308,15 @@ impl ObjectReader {
             while good < k {
                 let batch = &wanted[next..(next + k - good).min(wanted.len())];
                 if batch.is_empty() {
-                    return Fetched { block: Err(Error::InsufficientReadQuorum { have: good, need: k }), lost };
+                    return Fetched { span: Err(Error::InsufficientReadQuorum { have: good, need: k }), lost };
                 }
                 next += batch.len();
                 let reads = batch.iter().map(|&i| {
-                    let (source, bucket, path) = (&sources[i], &bucket, &path);
+                    let (source, bucket, path, blocks) = (&sources[i], &bucket, &path, &blocks);
                     async move {
                         let mut offline = false;
                         let framed = match source {
-                            ShardSource::File(d) => match d.read_piece(bucket, path, offset, framed_len).await {
+                            ShardSource::File(d) => match d.read_piece(bucket, path, offset, read_len as u64).await {
                                 Ok(b) => Some(b),
                                 Err(e) => {
                                     offline = e == crate::drive::DriveError::Offline;
@@ -303,16 +325,13 @@ impl ObjectReader {
                             },
                             ShardSource::Inline(bytes) => {
                                 let start = offset as usize;
-                                let stop = start + framed_len as usize;
+                                let stop = start + read_len;
                                 (stop <= bytes.len()).then(|| Piece::from(bytes.slice(start..stop)))
                             }
                             ShardSource::Missing => None,
                         };
                         // Bitrot, truncation, a vanished file or a drive gone offline.
-                        let shard = framed
-                            .filter(|f| verify_framed(f, shard_len).is_some())
-                            .map(|f| f.slice(BITROT_HASH_BYTES..f.len()));
-                        (i, shard, offline)
+                        (i, framed.and_then(|f| unframe(&f, blocks)), offline)
                     }
                 });
                 for (i, shard, offline) in join_all(reads).await {
@@ -325,7 +344,15 @@ impl ObjectReader {
                     }
                 }
             }
-            Fetched { block: data_pieces(&erasure, shards, shard_len, at.len), lost }
+            let mut span = Vec::with_capacity(k * blocks.len());
+            for (b, &(len, shard_len)) in blocks.iter().enumerate() {
+                let block: Vec<Option<Piece>> = shards.iter().map(|s| s.as_ref().map(|s| s[b].clone())).collect();
+                match data_pieces(&erasure, block, shard_len, len) {
+                    Ok(pieces) => span.extend(pieces),
+                    Err(e) => return Fetched { span: Err(e), lost },
+                }
+            }
+            Fetched { span: Ok(span), lost }
         }
     }
 
@@ -334,6 +361,22 @@ impl ObjectReader {
             self.layer.report_damage(&self.bucket, &self.key);
         }
     }
+}
+
+/// One shard file's frames of a span (`[hash][shard]` per block, `blocks`
+/// giving each block's shard length), checked: the shards, or `None` when the
+/// read came back short or any frame fails its bitrot hash.
+fn unframe(framed: &Piece, blocks: &[(usize, usize)]) -> Option<Vec<Piece>> {
+    let mut at = 0;
+    let mut shards = Vec::with_capacity(blocks.len());
+    for &(_, shard_len) in blocks {
+        let end = at + BITROT_HASH_BYTES + shard_len;
+        let frame = framed.get(at..end)?;
+        verify_framed(frame, shard_len)?;
+        shards.push(framed.slice(at + BITROT_HASH_BYTES..end));
+        at = end;
+    }
+    (at == framed.len()).then_some(shards)
 }
 
 /// A block's bytes as its data shards in order, trimmed to its `len`; lost
