@@ -42,6 +42,8 @@ use crate::runtime::lock::{LOCK_TIMEOUT, LockGuard};
 /// Objects up to this size live inside their metadata file: one write per drive
 /// instead of three (data, metadata, directory), which is what makes small PUTs fast.
 pub const INLINE_MAX_BYTES: usize = 128 << 10;
+// A body read to decide whether it goes inline must fit in one block (`put::stage`).
+const _: () = assert!(INLINE_MAX_BYTES < crate::erasure::BLOCK_SIZE_BYTES);
 /// S3's largest object.
 pub const MAX_OBJECT_BYTES: u64 = 5 << 40;
 /// Objects queued on one core for healing after a read found bad shards; more are
