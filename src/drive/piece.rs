@@ -21,11 +21,11 @@ impl Piece {
     pub fn slice(&self, range: Range<usize>) -> Piece {
         match self {
             Piece::Shared(b) => Piece::Shared(b.slice(range)),
-            Piece::Dma(r) => match ReadResult::slice(r, range.start, range.len()) {
-                Some(s) => Piece::Dma(s),
-                // Out of bounds: indexing panics with the same message as `Bytes::slice`'s.
-                None => Piece::Shared(Bytes::copy_from_slice(&r[range])),
-            },
+            // Out of bounds is a bug in the caller, as for `Bytes::slice`.
+            Piece::Dma(r) => Piece::Dma(
+                ReadResult::slice(r, range.start, range.len())
+                    .unwrap_or_else(|| panic!("range {range:?} out of bounds of a {}-byte piece", r.len())),
+            ),
         }
     }
 

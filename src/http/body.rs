@@ -169,7 +169,7 @@ impl Body for HttpBody<'_> {
                     if self.conn.buf.is_empty() {
                         self.check_rate()?;
                         if self.conn.fill().await? == 0 {
-                            return Err(Error::ClientRead("the client closed the connection mid-body".into()));
+                            return Err(closed_mid_body());
                         }
                     }
                     let take = usize::try_from(left).unwrap_or(usize::MAX).min(self.conn.buf.len());
@@ -213,7 +213,7 @@ impl Body for HttpBody<'_> {
         let n = if self.conn.buf.is_empty() {
             self.check_rate()?;
             match self.conn.read_direct(&mut dst[..want]).await? {
-                0 => return Err(Error::ClientRead("the client closed the connection mid-body".into())),
+                0 => return Err(closed_mid_body()),
                 n => n,
             }
         } else {
@@ -225,4 +225,9 @@ impl Body for HttpBody<'_> {
         self.consumed(left, n);
         Ok(Some(n))
     }
+}
+
+/// The connection ended before the body did.
+fn closed_mid_body() -> Error {
+    Error::ClientRead("the client closed the connection mid-body".into())
 }

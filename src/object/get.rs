@@ -80,10 +80,10 @@ pub struct ObjectReader {
     /// Next byte to return and the end of the requested range (exclusive).
     pos: u64,
     end: u64,
-    /// Pieces of the current block not yet returned (data shards, sliced to the
-    /// range): a block goes out as its shards, never copied into one buffer.
+    /// Pieces of the current span not yet returned (data shards, sliced to the
+    /// range): a span goes out as its shards, never copied into one buffer.
     pending: std::collections::VecDeque<Piece>,
-    /// The next block, fetched while this one is sent.
+    /// The next span, fetched while this one is sent.
     prefetch: Option<Prefetch>,
     damaged: bool,
     _guard: LockGuard,
@@ -420,10 +420,10 @@ impl Body for ObjectReader {
     async fn read_into(&mut self, dst: &mut [u8]) -> Result<Option<usize>> {
         loop {
             let Some(piece) = self.next_piece().await? else { return Ok(Some(0)) };
-            let n = piece.len().min(dst.len());
-            if n == 0 {
+            if piece.is_empty() {
                 continue;
             }
+            let n = piece.len().min(dst.len());
             dst[..n].copy_from_slice(&piece[..n]);
             if n < piece.len() {
                 self.pos -= (piece.len() - n) as u64;
