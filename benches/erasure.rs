@@ -4,7 +4,9 @@
 //! - `encode+bitrot`: what a PUT spends per block: Reed-Solomon encode into `k + m`
 //!   shards, then the bitrot hash of every shard.
 //! - `decode`: what a degraded GET spends per block: rebuild `m` missing data shards
-//!   (the worst case, as many as parity allows) and join the data back into a block.
+//!   (the worst case, as many as parity allows) and join the data back into a block;
+//!   next to it, reed-solomon-simd's decoder doing the same, which basalt calls
+//!   only where the CPU lacks AVX2 (`src/erasure/restore.rs`).
 //! - `hash`: candidate bitrot hashes over one 1 MiB buffer, the evidence behind
 //!   XXH3-64 as the bitrot hash (`src/erasure/bitrot.rs`). Bitrot needs a strong
 //!   checksum against accidental corruption, not a MAC against an attacker, so the
@@ -23,10 +25,11 @@ use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use highway::{HighwayHash, HighwayHasher};
 use md5::{Digest, Md5};
+use reed_solomon_simd::ReedSolomonDecoder;
 
-/// `k + m` layouts: the 12- and 16-drive defaults (8+4, 12+4) and 4+2, a 6-drive set
-/// with less parity than its default 3+3.
-const LAYOUTS: [(usize, usize); 3] = [(4, 2), (8, 4), (12, 4)];
+/// `k + m` layouts: the 4-, 12- and 16-drive defaults (2+2, 8+4, 12+4) and 4+2, a
+/// 6-drive set with less parity than its default 3+3.
+const LAYOUTS: [(usize, usize); 4] = [(2, 2), (4, 2), (8, 4), (12, 4)];
 
 /// One block of bytes that is not all zeroes (the codec's speed does not depend on
 /// content, but a zero block could hide a skipped copy).
@@ -69,8 +72,29 @@ fn decode(c: &mut Criterion) {
         };
         // The last data shard is padded: the block is the shards' first bytes.
         assert!(degraded_read().concat()[..BLOCK_SIZE_BYTES] == block[..], "{data}+{parity}: decoded block differs");
-        let id = BenchmarkId::from_parameter(format!("{data}+{parity}"));
+        let id = BenchmarkId::new("basalt", format!("{data}+{parity}"));
         group.bench_function(id, |b| b.iter(|| black_box(degraded_read())));
+        // The codec's own decoder on the same shards, reused block after block
+        // as basalt used it before it derived maps per loss pattern: side by
+        // side, the ratio is the fast path's gain.
+        let mut decoder = ReedSolomonDecoder::new(data, parity, shard_len).unwrap();
+        let id = BenchmarkId::new("reed-solomon-simd", format!("{data}+{parity}"));
+        group.bench_function(id, |b| {
+            b.iter(|| {
+                decoder.reset(data, parity, shard_len).unwrap();
+                for (i, shard) in full.iter().enumerate().skip(parity) {
+                    let shard = shard.as_ref().unwrap();
+                    match i.checked_sub(data) {
+                        None => decoder.add_original_shard(i, shard).unwrap(),
+                        Some(r) => decoder.add_recovery_shard(r, shard).unwrap(),
+                    }
+                }
+                let result = decoder.decode().unwrap();
+                black_box(
+                    result.restored_original_iter().map(|(i, s)| (i, Bytes::copy_from_slice(s))).collect::<Vec<_>>(),
+                )
+            })
+        });
     }
     group.finish();
 }

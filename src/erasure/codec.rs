@@ -15,6 +15,8 @@ pub enum ErasureError {
     BadLayout { data: usize, parity: usize },
     #[error("not enough shards to decode: have {have}, need {need}")]
     NotEnoughShards { have: usize, need: usize },
+    #[error("shard {index} is {len} bytes, the others {expected}")]
+    ShardSize { index: usize, len: usize, expected: usize },
     #[error("reed-solomon: {0}")]
     Codec(String),
 }
@@ -116,7 +118,9 @@ impl Erasure {
 
     /// The missing data shards of one block, rebuilt: `(index, shard)` for each
     /// `None` among the first `k` of `shards` (`k + m` entries, of any byte
-    /// container: the shards present are only read).
+    /// container: the shards present are only read). With AVX2 the shards are
+    /// rebuilt by a map derived from the codec once per loss pattern
+    /// (`erasure::restore`), otherwise by the codec's decoder.
     pub fn restore_data<S: AsRef<[u8]>>(
         &self,
         shards: &[Option<S>],
@@ -129,6 +133,19 @@ impl Erasure {
         if shards[..self.data].iter().all(|s| s.is_some()) {
             return Ok(Vec::new());
         }
+        if super::restore::fast() {
+            return super::restore::restore(self.data, self.parity, shards, shard_len);
+        }
+        self.decode(shards, shard_len)
+    }
+
+    /// [`Erasure::restore_data`] by the codec's decoder: where the CPU lacks AVX2,
+    /// and in tests, the reference the fast path is checked against.
+    fn decode<S: AsRef<[u8]>>(
+        &self,
+        shards: &[Option<S>],
+        shard_len: usize,
+    ) -> Result<Vec<(usize, Bytes)>, ErasureError> {
         DECODER.with(|cached| {
             let mut cached = cached.borrow_mut();
             // Kept per thread like the encoder: a degraded read decodes every block.
@@ -180,7 +197,7 @@ thread_local! {
     static DECODER: std::cell::RefCell<Option<ReedSolomonDecoder>> = const { std::cell::RefCell::new(None) };
 }
 
-fn codec_err(e: reed_solomon_simd::Error) -> ErasureError {
+pub(super) fn codec_err(e: reed_solomon_simd::Error) -> ErasureError {
     ErasureError::Codec(e.to_string())
 }
 
@@ -228,6 +245,73 @@ mod tests {
                     got[..k].iter().flat_map(|s| s.as_ref().unwrap().iter().copied()).take(len).collect();
                 assert_eq!(&out[..], &data[..], "k={k} m={m} len={len}");
             }
+        }
+    }
+
+    /// Every loss pattern the layout survives, for small layouts; some for the
+    /// others. Bit `i` set: shard `i` is lost.
+    fn loss_patterns(k: usize, m: usize, seed: &mut u64) -> Vec<u32> {
+        let n = k + m;
+        let survivable = |p: &u32| (p.count_ones() as usize) <= m && (p & ((1 << k) - 1)) != 0;
+        if n <= 8 {
+            return (0u32..1 << n).filter(survivable).collect();
+        }
+        let mut patterns = vec![(1 << m) - 1, ((1 << m) - 1) << (k - m)];
+        while patterns.len() < 24 {
+            let mut p = 0u32;
+            for _ in 0..m {
+                *seed ^= *seed << 13;
+                *seed ^= *seed >> 7;
+                *seed ^= *seed << 17;
+                p |= 1 << (*seed % n as u64);
+            }
+            if survivable(&p) {
+                patterns.push(p);
+            }
+        }
+        patterns
+    }
+
+    #[test]
+    fn fast_restore_matches_the_codec_decoder() {
+        if !super::super::restore::fast() {
+            eprintln!("this CPU lacks AVX2: blocks are restored by the codec's decoder alone");
+            return;
+        }
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for (k, m) in [(1, 1), (2, 1), (2, 2), (3, 1), (3, 3), (4, 2), (5, 3), (6, 2), (8, 4), (8, 8), (12, 4)] {
+            let e = Erasure::new(k, m, 1 << 20).unwrap();
+            // Shard sizes of whole chunks, of a tail alone, and of both; and a
+            // full block's.
+            for len in [3, 60, 128, 129, 4000, 8254, 1 << 20] {
+                let data: Vec<u8> = (0..len).map(|i| ((i * 7919 % 65_521) ^ (i >> 9)) as u8).collect();
+                let shards = e.encode(&data).unwrap();
+                let shard_len = e.shard_size(len);
+                for lost in loss_patterns(k, m, &mut seed) {
+                    let got: Vec<Option<&Bytes>> =
+                        shards.iter().enumerate().map(|(i, s)| (lost >> i & 1 == 0).then_some(s)).collect();
+                    let fast = super::super::restore::restore(k, m, &got, shard_len).unwrap();
+                    assert_eq!(fast, e.decode(&got, shard_len).unwrap(), "{k}+{m}, {len} bytes, lost {lost:#b}");
+                    for (i, shard) in fast {
+                        assert_eq!(shard, shards[i], "{k}+{m}, {len} bytes, lost {lost:#b}: shard {i}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_shard_of_the_wrong_size_is_an_error() {
+        let e = Erasure::new(2, 2, 1 << 20).unwrap();
+        let shards = e.encode(&sample(5000)).unwrap();
+        let mut got: Vec<Option<Bytes>> = shards.into_iter().map(Some).collect();
+        got[0] = None;
+        got[3] = got[3].as_ref().map(|s| s.slice(..s.len() - 2));
+        let err = e.reconstruct_data(&mut got, e.shard_size(5000)).unwrap_err();
+        if super::super::restore::fast() {
+            assert_eq!(err, ErasureError::ShardSize { index: 3, len: 2498, expected: 2500 });
+        } else {
+            assert!(matches!(err, ErasureError::Codec(_)), "{err:?}");
         }
     }
 

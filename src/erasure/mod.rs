@@ -6,6 +6,7 @@
 
 mod bitrot;
 mod codec;
+mod restore;
 
 pub use bitrot::{BITROT_HASH_BYTES, bitrot_hash, shard_file_offset, shard_file_size, verify_framed};
 pub use codec::{Erasure, ErasureError};
