@@ -7,6 +7,7 @@ mod common;
 use std::path::Path;
 
 use basalt::Error;
+use basalt::erasure::{BLOCK_SIZE_BYTES, Erasure, shard_file_size};
 use common::{KIB, MIB, Node, data};
 
 const SIZES: [usize; 4] = [100, 100 * KIB, MIB + 1, 5 * MIB + 3];
@@ -41,6 +42,13 @@ fn flip_byte(path: &Path, at: u64) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// Bytes of frames in each shard file of an object of `size` bytes.
+fn frames_len(node: &Node, size: usize) -> u64 {
+    let layout = node.rt().layout();
+    let erasure = Erasure::new(layout.data, layout.parity, BLOCK_SIZE_BYTES).unwrap();
+    shard_file_size(&erasure, size as u64)
+}
+
 fn truncate(path: &Path) {
     let len = std::fs::metadata(path).unwrap().len();
     let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
@@ -60,7 +68,7 @@ fn damage(node: &Node, drive: usize, objects: &[(String, Vec<u8>)], how: Damage)
     match how {
         Damage::RemoveDrive => std::fs::remove_dir_all(&node.drives[drive]).unwrap(),
         _ => {
-            for (key, _) in objects {
+            for (key, body) in objects {
                 let files = node.shard_files(drive, "bucket", key);
                 if files.is_empty() {
                     // Inline object: the shard lives in the metadata file.
@@ -74,8 +82,9 @@ fn damage(node: &Node, drive: usize, objects: &[(String, Vec<u8>)], how: Damage)
                 for f in files {
                     match how {
                         Damage::DeleteShards => std::fs::remove_file(&f).unwrap(),
-                        // Flip a byte inside the last block's shard data.
-                        Damage::Corrupt => flip_byte(&f, std::fs::metadata(&f).unwrap().len() - 5),
+                        // Flip a byte inside the last block's shard data (the
+                        // zero padding after it is never read).
+                        Damage::Corrupt => flip_byte(&f, frames_len(node, body.len()) - 5),
                         _ => truncate(&f),
                     }
                 }

@@ -53,11 +53,15 @@ fn check_shard_file_sizes(node: &Node, key: &str, size: u64) {
     let set = (2..=16).rev().find(|s| drives.is_multiple_of(*s)).unwrap_or(drives);
     let parity = basalt::erasure::default_parity(set);
     let erasure = basalt::erasure::Erasure::new(set - parity, parity, basalt::erasure::BLOCK_SIZE_BYTES).unwrap();
-    let want = basalt::erasure::shard_file_size(&erasure, size);
+    let frames = basalt::erasure::shard_file_size(&erasure, size);
+    // The frames, then zeros up to the next 4 KiB: never stale buffer contents.
+    let want = frames.next_multiple_of(basalt::drive::FILE_ALIGN_BYTES);
     for d in 0..drives {
         for f in node.shard_files(d, "bucket", key) {
-            let got = std::fs::metadata(&f).unwrap().len();
+            let bytes = std::fs::read(&f).unwrap();
+            let got = bytes.len() as u64;
             assert_eq!(got, want, "{} is {got} bytes, want {want} ({size}-byte object)", f.display());
+            assert!(bytes[frames as usize..].iter().all(|b| *b == 0), "{}: padding is not zeros", f.display());
         }
     }
 }

@@ -1,5 +1,5 @@
 //! A drive owned by this core: a directory, reached through glommio's io_uring
-//! reactor with O_DIRECT (`DmaFile`, `DmaStreamWriter`).
+//! reactor with O_DIRECT (`DmaFile`; shard files are written by `writer`).
 //!
 //! Where O_DIRECT is impossible (tmpfs) glommio itself falls back to buffered
 //! I/O; the drive logs that once when it is opened. Operations with no io_uring
@@ -10,23 +10,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_lite::AsyncWriteExt;
-use glommio::io::{DmaFile, DmaStreamWriter, DmaStreamWriterBuilder, ReadResult};
+use glommio::io::{DmaFile, ReadResult};
 
 use super::durable::{self, NewDirs};
 use super::format::{self, Format};
 use super::ops::{DiskInfo, DriveOp, DriveReply, VolumeInfo};
+use super::writer::LocalWriter;
 use super::{
     BUCKET_META_FILE, DriveError, DriveResult, META_TMP_PREFIX, MULTIPART_DIR, RESERVED_PREFIX, SYS_VOLUME, TMP_DIR,
     meta, walk,
 };
 
-/// Size of the stream writer's DMA buffers: large enough that a 1 MiB block's
-/// shard goes to disk in a few big writes, small enough to keep 16 open writers
-/// per core cheap.
-const WRITE_BUFFER_BYTES: usize = 256 << 10;
-/// Buffers in flight per writer while the next one fills.
-const WRITE_BEHIND_BUFFERS: usize = 2;
 /// A single `ReadAll`/`ReadAt` may not ask for more than this: it is a block's
 /// shard or a metadata file, never a whole object.
 const MAX_READ_BYTES: u64 = 8 << 20;
@@ -516,12 +510,14 @@ impl LocalDrive {
             Err(e) => return self.note::<LocalWriter>(Err(DriveError::from_glommio(e))),
         };
         if let Some(size) = size.filter(|s| *s > 0) {
-            // Reserved and sized up front, every write lands inside the file on
+            // Reserved and sized up front (with the padding the writer ends the
+            // file with), every write lands inside the file on
             // allocated blocks: ext4 then takes it straight from io_uring instead
             // of handing each appending write to a kernel worker thread (a context
             // switch per write). Best effort: a filesystem without fallocate still
             // takes the writes, and a drive too full for the whole reservation
             // says so now.
+            let size = super::writer::padded_len(size, LocalWriter::alignment_of(&file));
             if let Err(e) = file.pre_allocate(size, false).await {
                 let e = DriveError::from_glommio(e);
                 if e == DriveError::DriveFull {
@@ -531,11 +527,7 @@ impl LocalDrive {
                 }
             }
         }
-        let writer = DmaStreamWriterBuilder::new(file)
-            .with_buffer_size(WRITE_BUFFER_BYTES)
-            .with_write_behind(WRITE_BEHIND_BUFFERS)
-            .build();
-        Ok(LocalWriter { writer, written: 0 })
+        Ok(LocalWriter::new(file))
     }
 
     /// Reads part of a shard file through a kept-open handle. The path's inode
@@ -605,26 +597,6 @@ async fn unpanicked(
     match std::panic::AssertUnwindSafe(open).catch_unwind().await {
         Ok(r) => r,
         Err(_) => Err(glommio::GlommioError::IoError(std::io::Error::from(std::io::ErrorKind::NotFound))),
-    }
-}
-
-/// Streaming writer of one shard file on a local drive.
-pub struct LocalWriter {
-    writer: DmaStreamWriter,
-    written: u64,
-}
-
-impl LocalWriter {
-    pub async fn write(&mut self, data: &[u8]) -> DriveResult<()> {
-        self.writer.write_all(data).await.map_err(|e| DriveError::from_io(&e))?;
-        self.written += data.len() as u64;
-        Ok(())
-    }
-
-    /// Flushes, fdatasyncs and closes; returns the bytes written.
-    pub async fn finish(mut self) -> DriveResult<u64> {
-        self.writer.close().await.map_err(|e| DriveError::from_io(&e))?;
-        Ok(self.written)
     }
 }
 

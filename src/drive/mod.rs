@@ -18,11 +18,13 @@ pub mod meta;
 mod ops;
 mod piece;
 pub mod walk;
+mod writer;
 
 pub use handle::{DriveHandle, ShardWriter};
-pub use local::{LocalDrive, LocalWriter};
+pub use local::LocalDrive;
 pub use ops::{DiskInfo, DriveOp, DriveReply, VolumeInfo};
 pub use piece::Piece;
+pub use writer::{FILE_ALIGN_BYTES, LocalWriter};
 
 /// The volume (top-level directory of a drive) that holds basalt's own files.
 pub const SYS_VOLUME: &str = ".basalt.sys";
