@@ -26,7 +26,7 @@ def free_port():
 
 
 class Server:
-    def __init__(self, drives=4, cores=2, extra_args=()):
+    def __init__(self, drives=4, cores=2, extra_args=(), output=None):
         self.extra_args = list(extra_args)
         self.dir = tempfile.mkdtemp(prefix="basalt-test-")
         self.drives = [os.path.join(self.dir, f"d{i}") for i in range(1, drives + 1)]
@@ -35,12 +35,14 @@ class Server:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.proc = None
         self.log = os.path.join(self.dir, "server.log")
+        # Where the server's stdout and stderr go (default: the log above).
+        self.output = output or self.log
 
     def start(self):
         env = dict(os.environ, BASALT_ROOT_USER=ACCESS_KEY, BASALT_ROOT_PASSWORD=SECRET_KEY)
         args = [BINARY, "server", "--address", f"127.0.0.1:{self.port}", "--cores", str(self.cores)]
         args += [*self.extra_args, *self.drives]
-        self.proc = subprocess.Popen(args, env=env, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(args, env=env, stdout=open(self.output, "ab"), stderr=subprocess.STDOUT)
         deadline = time.time() + 20
         while time.time() < deadline:
             if self.proc.poll() is not None:
