@@ -84,6 +84,19 @@ pub(super) fn restore<S: AsRef<[u8]>>(
     map.apply(shards, shard_len)
 }
 
+/// Every shard present is `shard_len` bytes, sources or not: a shard of another
+/// size means the block's shards do not belong together.
+pub(super) fn check_shard_sizes<S: AsRef<[u8]>>(shards: &[Option<S>], shard_len: usize) -> Result<(), ErasureError> {
+    for (index, shard) in shards.iter().enumerate() {
+        if let Some(len) = shard.as_ref().map(|s| s.as_ref().len())
+            && len != shard_len
+        {
+            return Err(ErasureError::ShardSize { index, len, expected: shard_len });
+        }
+    }
+    Ok(())
+}
+
 thread_local! {
     /// This thread's maps, most recently used first.
     static MAPS: RefCell<Vec<(MapKey, Rc<RestoreMap>)>> = const { RefCell::new(Vec::new()) };
@@ -210,16 +223,8 @@ impl RestoreMap {
         if !shard_len.is_multiple_of(2) {
             return Err(ErasureError::Codec(format!("odd shard size {shard_len}")));
         }
-        // Every shard present is checked, sources or not, as the codec's decoder
-        // does: a shard of another size means the block's shards do not belong
-        // together.
-        for (index, shard) in shards.iter().enumerate() {
-            if let Some(len) = shard.as_ref().map(|s| s.as_ref().len())
-                && len != shard_len
-            {
-                return Err(ErasureError::ShardSize { index, len, expected: shard_len });
-            }
-        }
+        // The kernel below reads `shard_len` bytes of every source.
+        check_shard_sizes(shards, shard_len)?;
         let sources: Vec<&[u8]> =
             self.sources.iter().filter_map(|&i| shards.get(i)?.as_ref().map(|s| s.as_ref())).collect();
         if sources.len() != self.sources.len() {
