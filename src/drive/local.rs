@@ -517,7 +517,7 @@ impl LocalDrive {
             // switch per write). Best effort: a filesystem without fallocate still
             // takes the writes, and a drive too full for the whole reservation
             // says so now.
-            let size = super::writer::padded_len(size, LocalWriter::alignment_of(&file));
+            let size = super::writer::padded_len(&file, size);
             if let Err(e) = file.pre_allocate(size, false).await {
                 let e = DriveError::from_glommio(e);
                 if e == DriveError::DriveFull {

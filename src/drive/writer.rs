@@ -35,9 +35,16 @@ pub const FILE_ALIGN_BYTES: u64 = 4096;
 
 const _: () = assert!((WRITE_BUFFER_BYTES as u64).is_multiple_of(FILE_ALIGN_BYTES));
 
-/// `len` rounded up to the padding a file of `len` bytes of content gets.
-pub fn padded_len(len: u64, alignment: u64) -> u64 {
-    len.next_multiple_of(alignment)
+/// The padding unit of `file`: [`FILE_ALIGN_BYTES`], or its device's sector if
+/// larger.
+fn alignment(file: &DmaFile) -> u64 {
+    file.alignment().max(FILE_ALIGN_BYTES)
+}
+
+/// The length of `file` once `len` bytes of content are written to it: what
+/// `create_file` reserves.
+pub(super) fn padded_len(file: &DmaFile, len: u64) -> u64 {
+    len.next_multiple_of(alignment(file))
 }
 
 /// One shard file being written.
@@ -58,7 +65,7 @@ pub struct LocalWriter {
 
 impl LocalWriter {
     pub(super) fn new(file: DmaFile) -> Self {
-        let alignment = file.alignment().max(FILE_ALIGN_BYTES);
+        let alignment = alignment(&file);
         LocalWriter {
             file: Rc::new(file),
             alignment,
@@ -68,11 +75,6 @@ impl LocalWriter {
             in_flight: VecDeque::with_capacity(WRITE_BUFFERS),
             written: 0,
         }
-    }
-
-    /// The file's padding unit, for the reservation made before writing.
-    pub(super) fn alignment_of(file: &DmaFile) -> u64 {
-        file.alignment().max(FILE_ALIGN_BYTES)
     }
 
     pub async fn write(&mut self, mut data: &[u8]) -> DriveResult<()> {
@@ -112,12 +114,9 @@ impl LocalWriter {
     /// Sends the filled part of the buffer to disk, padded with zeros to the
     /// alignment.
     fn submit(&mut self) {
+        // A buffer exists only once a byte was put in it.
         let Some(mut buffer) = self.buffer.take() else { return };
-        if self.filled == 0 {
-            self.buffer = Some(buffer);
-            return;
-        }
-        let len = padded_len(self.filled as u64, self.alignment) as usize;
+        let len = (self.filled as u64).next_multiple_of(self.alignment) as usize;
         buffer.as_bytes_mut()[self.filled..len].fill(0);
         buffer.trim_to_size(len);
         let (file, pos) = (self.file.clone(), self.pos);

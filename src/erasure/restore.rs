@@ -71,10 +71,8 @@ pub(super) fn restore<S: AsRef<[u8]>>(
     let map = MAPS.with(|maps| -> Result<Rc<RestoreMap>, ErasureError> {
         let mut maps = maps.borrow_mut();
         if let Some(at) = maps.iter().position(|(k, _)| *k == key) {
-            let entry = maps.remove(at);
-            let map = entry.1.clone();
-            maps.insert(0, entry);
-            return Ok(map);
+            maps[..=at].rotate_right(1);
+            return Ok(maps[0].1.clone());
         }
         let map = Rc::new(RestoreMap::derive(data, parity, key.sources)?);
         maps.insert(0, (key, map.clone()));

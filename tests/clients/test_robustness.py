@@ -602,14 +602,15 @@ def test_kill_during_upload_keeps_acknowledged_state(own_server):
     assert s3.get_object(Bucket="dur", Key="new")["Body"].read() == b"after"
 
 
-def shard_index(drive, bucket, key):
-    """Which shard of the object a drive holds, from its metadata file: an
+def holds_data_shard(drive, bucket, key):
+    """Whether a drive holds one of the object's data shards, from its metadata file: an
     8-byte magic, the version, the JSON record's length, the inline data's
     length, a reserved word, a hash (32 bytes in all), then the record."""
     raw = open(os.path.join(drive, bucket, key, ".basalt.meta"), "rb").read()
     assert raw[:8] == b"BSLTMETA"
     (json_len,) = struct.unpack_from("<I", raw, 12)
-    return json.loads(raw[32 : 32 + json_len])["erasure"]["index"]
+    erasure = json.loads(raw[32 : 32 + json_len])["erasure"]
+    return erasure["index"] < erasure["data"]
 
 
 def test_a_full_log_disk_loses_log_lines_not_requests():
@@ -626,7 +627,7 @@ def test_a_full_log_disk_loses_log_lines_not_requests():
         s3.put_object(Bucket="logs", Key="obj", Body=body)
         # The first drive holding a data shard (a GET reads those first, so it
         # notices one missing).
-        drive = next(d for d in server.drives if shard_index(d, "logs", "obj") < 2)
+        drive = next(d for d in server.drives if holds_data_shard(d, "logs", "obj"))
         shards = glob.glob(os.path.join(drive, "logs", "obj", ".basalt.data.*", "part.1"))
         assert len(shards) == 1, shards
         os.remove(shards[0])
