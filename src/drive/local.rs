@@ -538,7 +538,7 @@ impl LocalDrive {
         let inode = std::fs::metadata(path).map_err(|e| DriveError::from_io(&e))?.ino();
         let cached = {
             let mut open = self.open_reads.borrow_mut();
-            match open.iter().position(|o| o.path == path) {
+            match open.iter().position(|o| o.path.as_os_str() == path.as_os_str()) {
                 Some(i) => match open.remove(i) {
                     Some(o) if o.inode == inode => {
                         let file = o.file.clone();

@@ -11,6 +11,9 @@ use crate::error::Error;
 /// Bytes asked of the socket per read.
 const READ_CHUNK_BYTES: usize = 64 << 10;
 
+/// Buffers handed to one `sendmsg`: a GET's span is a few dozen pieces at most.
+const MAX_IOVECS: usize = 64;
+
 pub struct Conn {
     stream: TcpStream,
     /// Received but not yet consumed.
@@ -72,6 +75,57 @@ impl Conn {
         self.stream.write_all(data).await.map_err(|e| Error::ClientRead(e.to_string()))?;
         crate::metrics::sent(data.len());
         Ok(())
+    }
+
+    /// Writes all of `bufs` with as few `sendmsg` calls as the socket allows:
+    /// one call takes every buffer (up to [`MAX_IOVECS`]) the send buffer has
+    /// room for. Large pieces sent one `send` each left the client's socket
+    /// empty between them, so the client slept and was woken per piece. When
+    /// the send buffer is full, the stream's own write of the current buffer
+    /// waits for room (and for the write timeout).
+    pub async fn write_all_vectored<B: AsRef<[u8]>>(&mut self, bufs: &[B]) -> Result<(), Error> {
+        use nix::sys::socket::{MsgFlags, sendmsg};
+        use std::io::IoSlice;
+        use std::os::fd::AsRawFd;
+        let (mut index, mut offset) = (0, 0);
+        loop {
+            while bufs.get(index).is_some_and(|b| offset == b.as_ref().len()) {
+                index += 1;
+                offset = 0;
+            }
+            let Some(current) = bufs.get(index).map(|b| &b.as_ref()[offset..]) else { return Ok(()) };
+            let slices: Vec<IoSlice<'_>> = std::iter::once(current)
+                .chain(bufs[index + 1..].iter().map(|b| b.as_ref()))
+                .filter(|s| !s.is_empty())
+                .take(MAX_IOVECS)
+                .map(IoSlice::new)
+                .collect();
+            let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+            let mut n = match sendmsg::<()>(self.stream.as_raw_fd(), &slices, &[], flags, None) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::EAGAIN) => {
+                    let n = self.stream.write(current).await.map_err(|e| Error::ClientRead(e.to_string()))?;
+                    if n == 0 {
+                        return Err(Error::ClientRead("the connection took no more bytes".into()));
+                    }
+                    n
+                }
+                Err(e) => return Err(Error::ClientRead(std::io::Error::from(e).to_string())),
+            };
+            crate::metrics::sent(n);
+            while n > 0 {
+                let left = bufs[index].as_ref().len() - offset;
+                if n < left {
+                    offset += n;
+                    n = 0;
+                } else {
+                    n -= left;
+                    index += 1;
+                    offset = 0;
+                }
+            }
+        }
     }
 
     pub async fn flush(&mut self) -> Result<(), Error> {

@@ -5,6 +5,7 @@
 use bytes::Bytes;
 
 use super::conn::Conn;
+use crate::drive::Piece;
 use crate::error::Error;
 use crate::object::ObjectReader;
 
@@ -120,26 +121,27 @@ pub async fn write(
             conn.write_all(&b).await?;
         }
         ResponseBody::Object(mut reader) => {
-            // Coalesce the head with a small first chunk; a large one goes out as is.
-            match reader.next_piece().await {
-                Ok(Some(first)) if first.len() <= COALESCE_MAX_BYTES => {
-                    out.extend_from_slice(&first);
-                    conn.write_all(&out).await?;
+            // Coalesce the head with a small first batch; large pieces go out
+            // from where they were read, the head in the same `sendmsg`.
+            let first = reader.next_pieces().await?;
+            if first.iter().map(|p| p.len()).sum::<usize>() <= COALESCE_MAX_BYTES {
+                for piece in &first {
+                    out.extend_from_slice(piece);
                 }
-                Ok(Some(first)) => {
-                    conn.write_all(&out).await?;
-                    conn.write_all(&first).await?;
-                }
-                Ok(None) => conn.write_all(&out).await?,
-                Err(e) => return Err(e),
+                conn.write_all(&out).await?;
+            } else {
+                let mut batch = Vec::with_capacity(1 + first.len());
+                batch.push(Piece::from(Bytes::from(out)));
+                batch.extend(first);
+                conn.write_all_vectored(&batch).await?;
             }
             loop {
-                match reader.next_piece().await {
-                    Ok(Some(chunk)) => conn.write_all(&chunk).await?,
-                    Ok(None) => break,
-                    // Headers are gone: the only honest signal left is a short body.
-                    Err(e) => return Err(e),
+                // Headers are gone: on an error, the only honest signal left is a short body.
+                let pieces = reader.next_pieces().await?;
+                if pieces.is_empty() {
+                    break;
                 }
+                conn.write_all_vectored(&pieces).await?;
             }
         }
     }

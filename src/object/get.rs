@@ -200,6 +200,20 @@ impl ObjectReader {
         Ok(self.next_piece().await?.map(Piece::into_bytes))
     }
 
+    /// The next pieces of the object: what is left of the current span, else
+    /// the next span's (a data shard of each of its blocks); empty at the end.
+    /// A client's response goes out a batch per `sendmsg`.
+    pub async fn next_pieces(&mut self) -> Result<Vec<Piece>> {
+        let Some(first) = self.next_piece().await? else { return Ok(Vec::new()) };
+        let mut pieces = Vec::with_capacity(1 + self.pending.len());
+        pieces.push(first);
+        for piece in self.pending.drain(..) {
+            self.pos += piece.len() as u64;
+            pieces.push(piece);
+        }
+        Ok(pieces)
+    }
+
     /// The next piece of the object (at most one shard of a block); `None` at the end.
     pub async fn next_piece(&mut self) -> Result<Option<Piece>> {
         if let Some(piece) = self.pending.pop_front() {

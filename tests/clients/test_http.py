@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import tempfile
+import time
 
 import botocore.auth
 import botocore.awsrequest
@@ -117,6 +118,42 @@ def test_large_bodies_read_past_the_buffer_stop_at_their_end(server, s3):
         status, _, _, _ = read_response(s)
         assert status == 200
     assert s3.get_object(Bucket="http", Key="chunked-large")["Body"].read() == data
+
+
+def test_a_slow_reader_gets_every_byte_then_the_next_response(server, s3):
+    """A GET's pieces leave in as few sends as the socket takes, so a client that
+    reads slowly through a small receive buffer makes the server stop mid-piece
+    and resume many times. Whole object and a range across blocks come back byte
+    for byte, and a pipelined request behind them is answered on the same
+    connection."""
+    s3.create_bucket(Bucket="http")
+    data = os.urandom(5 * 1024 * 1024 + 777)
+    s3.put_object(Bucket="http", Key="slow", Body=data)
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+    s.settimeout(10)
+    with s:
+        s.connect(("127.0.0.1", server.port))
+        start, end = 1_048_000, 4_200_000
+        s.sendall(
+            signed_head(server, "GET", "/http/slow")
+            + signed_head(server, "GET", "/http/slow", {"Range": f"bytes={start}-{end}"})
+            + signed_head(server, "HEAD", "/http/slow")
+        )
+        buf = b""
+        while len(buf) < 3 * 1024 * 1024:
+            chunk = s.recv(8192)
+            assert chunk, "connection closed mid-body"
+            buf += chunk
+            time.sleep(0.0005)
+        status, _, body, rest = read_response(s, buf)
+        assert status == 200 and len(body) == len(data)
+        assert body == data
+        status, headers, body, rest = read_response(s, rest)
+        assert status == 206 and headers["content-range"] == f"bytes {start}-{end}/{len(data)}"
+        assert body == data[start:end + 1]
+        status, headers, _, _ = read_response(s, rest, is_head=True)
+        assert status == 200 and headers["content-length"] == str(len(data))
 
 
 def test_range_not_satisfiable_and_not_implemented(server, s3):
