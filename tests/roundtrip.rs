@@ -131,6 +131,53 @@ fn ranges_at_block_and_shard_boundaries() {
     }
 }
 
+/// A GET reads longer spans when few GETs share its core: one that starts
+/// alone, sees 80 others open mid-stream (its spans shrink to two blocks, while a
+/// long span it fetched ahead is in flight) and then close again, returns the
+/// same bytes as the others do.
+#[test]
+fn a_get_whose_span_length_changes_mid_stream_returns_every_byte() {
+    let node = Node::start(4, 2);
+    node.make_bucket("bucket").unwrap();
+    let size = 13 * MIB + 4321;
+    let body = data(size, 11);
+    node.put("bucket", "big", &body).unwrap();
+    let (first, others) = node
+        .rt()
+        .run_on(1, move |ctx| async move {
+            let mut a = ctx.objects.get_object("bucket", "big", None).await?;
+            let mut first = Vec::new();
+            first.extend_from_slice(&a.next_chunk().await?.unwrap_or_default());
+            let mut readers = Vec::new();
+            for _ in 0..80 {
+                readers.push(ctx.objects.get_object("bucket", "big", None).await?);
+            }
+            // Half of A while 81 GETs share the core, then the rest alone.
+            while first.len() < size / 2 {
+                let Some(chunk) = a.next_chunk().await? else { break };
+                first.extend_from_slice(&chunk);
+            }
+            let mut others = Vec::new();
+            for mut r in readers.drain(..).take(2) {
+                let mut got = Vec::new();
+                while let Some(chunk) = r.next_chunk().await? {
+                    got.extend_from_slice(&chunk);
+                }
+                others.push(got);
+            }
+            drop(readers);
+            while let Some(chunk) = a.next_chunk().await? {
+                first.extend_from_slice(&chunk);
+            }
+            Ok::<_, Error>((first, others))
+        })
+        .unwrap();
+    assert!(first == body, "the GET whose spans changed length differs");
+    for got in others {
+        assert!(got == body, "a GET among many differs");
+    }
+}
+
 #[test]
 fn overwrite_replaces_and_removes_old_data() {
     let node = Node::start(4, 2);
