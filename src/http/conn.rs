@@ -11,7 +11,8 @@ use crate::error::Error;
 /// Bytes asked of the socket per read.
 const READ_CHUNK_BYTES: usize = 64 << 10;
 
-/// Buffers handed to one `sendmsg`: a GET's span is a few dozen pieces at most.
+/// Buffers handed to one `sendmsg`: a GET's span is at most 4 blocks of up to
+/// 16 data shards, and a call with more sends the rest in the next.
 const MAX_IOVECS: usize = 64;
 
 pub struct Conn {
@@ -102,6 +103,7 @@ impl Conn {
                 .collect();
             let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
             let mut n = match sendmsg::<()>(self.stream.as_raw_fd(), &slices, &[], flags, None) {
+                Ok(0) => return Err(Error::ClientRead("the connection took no more bytes".into())),
                 Ok(n) => n,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(nix::errno::Errno::EAGAIN) => {

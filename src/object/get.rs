@@ -4,9 +4,9 @@
 //! bitrot check. The next span is fetched (read, verified, and decoded when
 //! shards are lost) as a task of its own while a span is sent: one span ahead,
 //! so a GET holds at most two spans. Spans are 2 to [`MAX_SPAN_BLOCKS`] blocks
-//! long: the GETs of a core share [`SPAN_BUDGET_BYTES_PER_CORE`]. Shards read from drives of this core are
-//! sent from the buffers they were read into (`Piece`). Damaged objects are
-//! reported for healing.
+//! long: the GETs of a core share [`SPAN_BUDGET_BYTES_PER_CORE`]. Shards read
+//! from drives of this core are sent from the buffers they were read into
+//! (`Piece`). Damaged objects are reported for healing.
 
 use std::rc::Rc;
 
