@@ -511,10 +511,10 @@ impl LocalDrive {
         };
         if let Some(size) = size.filter(|s| *s > 0) {
             // Reserved and sized up front (with the padding the writer ends the
-            // file with), every write lands inside the file on
-            // allocated blocks: ext4 then takes it straight from io_uring instead
-            // of handing each appending write to a kernel worker thread (a context
-            // switch per write). Best effort: a filesystem without fallocate still
+            // file with), every write lands inside the file on allocated blocks:
+            // ext4 then takes it straight from io_uring instead of handing each
+            // appending write to a kernel worker thread (a context switch per
+            // write). Best effort: a filesystem without fallocate still
             // takes the writes, and a drive too full for the whole reservation
             // says so now.
             let size = super::writer::padded_len(&file, size);

@@ -1,9 +1,9 @@
 //! Streaming writer of one shard file on a local drive, with direct I/O.
 //!
 //! Bytes are gathered into DMA buffers of [`WRITE_BUFFER_BYTES`] and written
-//! behind, with at most [`WRITE_BUFFERS`] buffers per writer. The last buffer is written only as far as its bytes reach,
-//! rounded up with zeros to [`FILE_ALIGN_BYTES`]: a shard file ends in up to 4
-//! KiB of zero padding. Readers never see it, since they find frames by offsets
+//! behind, with at most [`WRITE_BUFFERS`] buffers per writer. The last buffer
+//! is written only as far as its bytes reach, rounded up with zeros to
+//! [`FILE_ALIGN_BYTES`]: a shard file ends in up to 4 KiB of zero padding. Readers never see it, since they find frames by offsets
 //! computed from the object's size; and the write never leaves the space
 //! reserved for the file (`create_file` reserves the padded size).
 //!
@@ -24,7 +24,7 @@ use super::{DriveError, DriveResult};
 /// Size of a writer's DMA buffers: large enough that a 1 MiB block's shard goes
 /// to disk in a few big writes, small enough to keep 16 open writers per core
 /// cheap.
-pub const WRITE_BUFFER_BYTES: usize = 256 << 10;
+const WRITE_BUFFER_BYTES: usize = 256 << 10;
 /// DMA buffers per writer: both written, or one written while the next fills.
 /// A third (one more write in flight) made large PUTs no faster, alternated
 /// with two, and costs 256 KiB more per open shard file.

@@ -73,9 +73,7 @@ impl Conn {
     }
 
     pub async fn write_all(&mut self, data: &[u8]) -> Result<(), Error> {
-        self.stream.write_all(data).await.map_err(|e| Error::ClientRead(e.to_string()))?;
-        crate::metrics::sent(data.len());
-        Ok(())
+        self.write_all_vectored(&[data]).await
     }
 
     /// Writes all of `bufs` with as few `sendmsg` calls as the socket allows:

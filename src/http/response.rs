@@ -1,6 +1,7 @@
 //! Responses: status, headers, and a body that is empty, a small buffer, or an
-//! object streaming from the object layer. The head and a small body leave in
-//! one write, so small responses never wait on a delayed ACK.
+//! object streaming from the object layer. The head leaves in the same
+//! `sendmsg` as the body (or its first pieces), uncopied, so small responses
+//! never wait on a delayed ACK.
 
 use bytes::Bytes;
 
@@ -8,9 +9,6 @@ use super::conn::Conn;
 use crate::drive::Piece;
 use crate::error::Error;
 use crate::object::ObjectReader;
-
-/// Bodies up to this size are copied behind the head and sent in one write.
-const COALESCE_MAX_BYTES: usize = 64 << 10;
 
 pub enum ResponseBody {
     Empty,
@@ -108,33 +106,18 @@ pub async fn write(
         head.push_str("connection: close\r\n");
     }
     head.push_str("\r\n");
-    let mut out = head.into_bytes();
+    let head = Bytes::from(head.into_bytes());
     match resp.body {
-        ResponseBody::Empty => conn.write_all(&out).await?,
-        _ if head_only => conn.write_all(&out).await?,
-        ResponseBody::Bytes(b) if b.len() <= COALESCE_MAX_BYTES => {
-            out.extend_from_slice(&b);
-            conn.write_all(&out).await?;
-        }
-        ResponseBody::Bytes(b) => {
-            conn.write_all(&out).await?;
-            conn.write_all(&b).await?;
-        }
+        ResponseBody::Empty => conn.write_all(&head).await?,
+        _ if head_only => conn.write_all(&head).await?,
+        ResponseBody::Bytes(b) => conn.write_all_vectored(&[head, b]).await?,
         ResponseBody::Object(mut reader) => {
-            // Coalesce the head with a small first batch; large pieces go out
-            // from where they were read, the head in the same `sendmsg`.
-            let first = reader.next_pieces().await?;
-            if first.iter().map(|p| p.len()).sum::<usize>() <= COALESCE_MAX_BYTES {
-                for piece in &first {
-                    out.extend_from_slice(piece);
-                }
-                conn.write_all(&out).await?;
-            } else {
-                let mut batch = Vec::with_capacity(1 + first.len());
-                batch.push(Piece::from(Bytes::from(out)));
-                batch.extend(first);
-                conn.write_all_vectored(&batch).await?;
-            }
+            // Pieces go out from where they were read, each batch dropped
+            // (its buffers freed) once sent.
+            let mut first = vec![Piece::from(head)];
+            first.extend(reader.next_pieces().await?);
+            conn.write_all_vectored(&first).await?;
+            drop(first);
             loop {
                 // Headers are gone: on an error, the only honest signal left is a short body.
                 let pieces = reader.next_pieces().await?;
