@@ -269,7 +269,8 @@ impl LocalDrive {
             DriveOp::ReadAt { volume, path, offset, len } => {
                 check_read_len(len)?;
                 let path = self.resolve(&volume, &path)?;
-                Ok(DriveReply::Data(Bytes::copy_from_slice(&self.read_shard(&path, offset, len).await?)))
+                // Another core or node reads the DMA buffer in place (`lend`).
+                Ok(DriveReply::Data(super::lend::lend(self.read_shard(&path, offset, len).await?)))
             }
             DriveOp::Delete { volume, path, recursive } => {
                 let path = self.resolve(&volume, &path)?;

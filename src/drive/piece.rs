@@ -1,8 +1,9 @@
 //! [`Piece`]: bytes read from a shard file, as the object layer passes them on
 //! to a client. A read of a drive this core owns stays in the DMA buffer the
 //! kernel read it into, with no copy out; bytes that came from another core or
-//! node are shared [`Bytes`]. glommio's buffers are `Rc`-based, so a `Piece`
-//! never leaves its core: [`Piece::into_bytes`] copies when bytes must.
+//! node are shared [`Bytes`] (another core's are its DMA buffer, lent: see
+//! `lend`). glommio's buffers are `Rc`-based, so a `Piece` never leaves its
+//! core: [`Piece::into_bytes`] lends its buffer when bytes must.
 
 use std::ops::{Deref, Range};
 
@@ -29,11 +30,12 @@ impl Piece {
         }
     }
 
-    /// The bytes as `Bytes`, which may cross cores: a copy of a DMA buffer.
+    /// The bytes as `Bytes`, which may cross cores: a DMA buffer is lent, not
+    /// copied.
     pub fn into_bytes(self) -> Bytes {
         match self {
             Piece::Shared(b) => b,
-            Piece::Dma(r) => Bytes::copy_from_slice(&r),
+            Piece::Dma(r) => super::lend::lend(r),
         }
     }
 }

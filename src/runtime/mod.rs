@@ -324,6 +324,14 @@ impl Runtime {
                         })
                         .detach();
                     }
+                    // Shard reads lent to other cores come back here to be freed.
+                    glommio::spawn_local(async {
+                        loop {
+                            glommio::timer::sleep(crate::drive::lend::RETURN_SWEEP_INTERVAL).await;
+                            crate::drive::lend::sweep();
+                        }
+                    })
+                    .detach();
                     if core.cluster.is_some() {
                         for p in core.peers() {
                             crate::cluster::watch(p);
