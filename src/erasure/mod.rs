@@ -8,7 +8,7 @@ mod bitrot;
 mod codec;
 mod restore;
 
-pub use bitrot::{BITROT_HASH_BYTES, bitrot_hash, shard_file_offset, shard_file_size, verify_framed};
+pub use bitrot::{BITROT_HASH_BYTES, bitrot_hash, bitrot_hash_cold, shard_file_offset, shard_file_size, verify_framed};
 pub use codec::{Erasure, ErasureError};
 
 /// Objects are cut into blocks of this size; each block is coded on its own, so a
