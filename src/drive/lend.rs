@@ -87,8 +87,8 @@ impl Drop for Lent {
     fn drop(&mut self) {
         // SAFETY: `read` is taken once, here, and `self` is not used after.
         let read = unsafe { ManuallyDrop::take(&mut self.read) };
-        // At home (a read served to this core's own inter-node connection) it
-        // is dropped at once. While the thread's locals are being destroyed it
+        // At home (bytes used on their own core after all) it is dropped at
+        // once. While the thread's locals are being destroyed it
         // counts as away: then the read is leaked.
         if HOME.try_with(|home| Arc::ptr_eq(home, &self.home)).unwrap_or(false) {
             drop(read);
@@ -121,8 +121,9 @@ pub fn sweep() {
     HOME.with(|home| home.drain());
 }
 
-/// How many of this thread's lent reads came back and wait to be freed (tests).
-pub fn returned_waiting() -> usize {
+/// How many of this thread's lent reads came back and wait to be freed.
+#[cfg(test)]
+fn returned_waiting() -> usize {
     HOME.with(|home| home.returned.lock().map(|l| l.len()).unwrap_or(0))
 }
 
