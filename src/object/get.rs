@@ -4,9 +4,10 @@
 //! bitrot check. The next span is fetched (read, verified, and decoded when
 //! shards are lost) as a task of its own while a span is sent: one span ahead,
 //! so a GET holds at most two spans. Spans are 2 to [`MAX_SPAN_BLOCKS`] blocks
-//! long: the GETs of a core share [`SPAN_BUDGET_BYTES_PER_CORE`]. Shards read
-//! from drives of this core are sent from the buffers they were read into
-//! (`Piece`). Damaged objects are reported for healing.
+//! long: the GETs of a core share [`SPAN_BUDGET_BYTES_PER_CORE`]. Shards are
+//! sent from the buffers they were read into: this core's own (`Piece`), or
+//! those another core lent (`drive::lend`). Damaged objects are reported for
+//! healing.
 
 use std::rc::Rc;
 
@@ -243,7 +244,8 @@ impl ObjectReader {
         self.end - self.pos
     }
 
-    /// The next piece of the object as `Bytes` (a copy, if it was read on this core).
+    /// The next piece of the object as `Bytes` (a buffer read on this core is
+    /// lent, not copied).
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
         Ok(self.next_piece().await?.map(Piece::into_bytes))
     }
