@@ -81,6 +81,8 @@ bench() {
     --json "$OUT/$name.json" >"$OUT/$name.txt" 2>"$OUT/$name.err" || {
     echo "   (exit $?: see $OUT/$name.txt and .err)"
   }
+  # The results go with WORK at exit: show why requests failed here.
+  sed -n '/errors; the first ones:/,$p' "$OUT/$name.txt" | sed 's/^/   /'
   grep -E '^(PUT|GET|STAT|DELETE) ' "$OUT/$name.txt" | sed 's/^/   /' || true
 }
 
@@ -133,10 +135,23 @@ kill "$SERVER_PID"
 wait "$SERVER_PID" || true
 
 echo "== memory: 64 concurrent 64 MiB PUTs on a freshly started server"
+# The large GETs' objects are done with: give their space to this case, which
+# stores twice what it PUTs (2+2) and may fill a small disk. The lowest free
+# space seen during it is printed, so that failed PUTs can be told apart.
+rm -rf "$WORK"/d{1..4}/basalt-bench/e2e-large
+free_mib() { df --output=avail -BM "$WORK" | tail -1 | tr -dc '0-9'; }
+echo "   free on the drives' filesystem before: $(free_mib) MiB"
 start_server
+( lowest=$(free_mib); while kill -0 "$SERVER_PID" 2>/dev/null; do
+    now=$(free_mib); [ "$now" -lt "$lowest" ] && lowest=$now && echo "$lowest" >"$OUT/lowest-free"
+    sleep 0.2
+  done ) &
+WATCH_PID=$!
 bench memory-64x64MiB put --obj.size 64MiB --concurrent 64 --duration "$DURATION"
 kill "$SERVER_PID"
 wait "$SERVER_PID" || true
+wait "$WATCH_PID" 2>/dev/null || true
+echo "   lowest free during the case: $(cat "$OUT/lowest-free" 2>/dev/null || free_mib) MiB"
 
 echo "== 3. results"
 python3 - "$OUT" "$SYNCS_PER_SMALL_PUT" "$DRIVES" "$(nproc)" "$GET_PAIRS" <<'PY' | tee "$OUT/table.txt"
