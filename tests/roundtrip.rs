@@ -178,6 +178,40 @@ fn a_get_whose_span_length_changes_mid_stream_returns_every_byte() {
     }
 }
 
+/// The chunks a GET hands out may be held anywhere, for as long as wanted:
+/// those another core read point into its DMA buffers (lent, `drive::lend`),
+/// which stay as they were while held, whatever both cores read and free
+/// meanwhile, and even after the executors have stopped.
+#[test]
+fn chunks_of_a_get_stay_whole_while_held_anywhere() {
+    let node = Node::start(4, 2);
+    node.make_bucket("bucket").unwrap();
+    let size = 9 * MIB + 777;
+    let body = data(size, 21);
+    let other = data(6 * MIB + 3, 22);
+    node.put("bucket", "held", &body).unwrap();
+    node.put("bucket", "other", &other).unwrap();
+    let chunks = node
+        .rt()
+        .run_on(0, |ctx| async move {
+            let mut reader = ctx.objects.get_object("bucket", "held", None).await?;
+            let mut chunks = Vec::new();
+            while let Some(chunk) = reader.next_chunk().await? {
+                chunks.push(chunk);
+            }
+            Ok::<_, Error>(chunks)
+        })
+        .unwrap();
+    for core in 0..2 {
+        for _ in 0..3 {
+            assert!(node.get_on(core, "bucket", "other", None).unwrap() == other, "core {core}: the other object");
+        }
+    }
+    assert!(chunks.concat() == body, "held while both cores read on");
+    drop(node);
+    assert!(chunks.concat() == body, "held after the executors stopped");
+}
+
 #[test]
 fn overwrite_replaces_and_removes_old_data() {
     let node = Node::start(4, 2);
