@@ -13,7 +13,7 @@ use futures_channel::oneshot;
 
 use crate::auth::{CredentialSource, Credentials};
 use crate::console::{self, Console};
-use crate::http::server::{accept_loop, bind};
+use crate::http::server::{Balance, accept_loop, bind};
 use crate::runtime::{ClusterConfig, Runtime};
 use crate::s3::Frontend;
 
@@ -120,11 +120,13 @@ pub fn run(opts: ServerOptions) -> Result<(), String> {
     let fe = std::sync::Arc::new(fe);
     let mut stops = Vec::new();
     let mut loops = Vec::new();
+    let balance = Balance::new(rt.cores());
     let (bound_tx, bound_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     for core in 0..rt.cores() {
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         stops.push(stop_tx);
         let (fe, bound, addr, console_addr) = (fe.clone(), bound_tx.clone(), opts.address, opts.console_address);
+        let balance = balance.clone();
         loops.push(rt.spawn_on(core, move |ctx| async move {
             let listener = match bind(addr) {
                 Ok(l) => l,
@@ -147,7 +149,7 @@ pub fn run(opts: ServerOptions) -> Result<(), String> {
             let _ = bound.send(Ok(()));
             let fe = Rc::new(Frontend::clone(&fe));
             let stopping = Rc::new(Cell::new(false));
-            let busy = accept_loop_until(listener, console_listener, ctx, fe, stopping.clone(), stop_rx).await;
+            let busy = accept_loop_until(listener, console_listener, ctx, fe, stopping.clone(), stop_rx, balance).await;
             // Let requests in flight finish, within the grace period.
             let deadline = Instant::now() + SHUTDOWN_GRACE;
             while busy.get() > 0 && Instant::now() < deadline {
@@ -239,13 +241,14 @@ async fn accept_loop_until(
     fe: Rc<Frontend>,
     stopping: Rc<Cell<bool>>,
     stop: oneshot::Receiver<()>,
+    balance: Arc<Balance>,
 ) -> Rc<Cell<usize>> {
     let busy = Rc::new(Cell::new(0usize));
     let console_fe = Rc::new(Frontend { console_only: true, ..Frontend::clone(&fe) });
-    let serving = accept_loop(listener, ctx.clone(), fe, stopping.clone(), busy.clone());
+    let serving = accept_loop(listener, ctx.clone(), fe, stopping.clone(), busy.clone(), Some(balance));
     let console = async {
         match console_listener {
-            Some(l) => accept_loop(l, ctx, console_fe, stopping.clone(), busy.clone()).await,
+            Some(l) => accept_loop(l, ctx, console_fe, stopping.clone(), busy.clone(), None).await,
             None => futures_lite::future::pending().await,
         }
     };

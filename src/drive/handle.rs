@@ -109,10 +109,24 @@ pub enum ShardWriter {
 
 impl ShardWriter {
     pub async fn write(&mut self, data: Bytes) -> DriveResult<()> {
+        self.write_framed(Bytes::new(), data).await
+    }
+
+    /// Writes `head` then `body` (a shard behind its hash): to a drive of
+    /// another core they travel as one message.
+    pub async fn write_framed(&mut self, head: Bytes, body: Bytes) -> DriveResult<()> {
         match self {
-            ShardWriter::Local(w) => w.write(&data).await,
-            ShardWriter::Core(w) => w.write(data).await,
-            ShardWriter::Remote(w) => w.write(data).await,
+            ShardWriter::Local(w) => {
+                w.write(&head).await?;
+                w.write(&body).await
+            }
+            ShardWriter::Core(w) => w.write(head, body).await,
+            ShardWriter::Remote(w) => {
+                if !head.is_empty() {
+                    w.write(head).await?;
+                }
+                w.write(body).await
+            }
         }
     }
 

@@ -1,10 +1,17 @@
 //! The accept loop of one core and the request loop of one connection. Every
 //! core binds the S3 port with SO_REUSEPORT, so the kernel spreads connections
-//! over cores, and a connection stays on the core that accepted it.
+//! over cores. The kernel spreads them by a hash of the client's address and
+//! port, not by load: four connections land 3 + 1 on two cores half the time,
+//! and one core then does three clients' work while the other idles. So a core
+//! that accepts a connection while another core serves fewer hands it over
+//! ([`Balance`]); the connection then stays on that core.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use glommio::net::{TcpListener, TcpStream};
@@ -70,19 +77,178 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).map_err(|e| std::io::Error::other(e.to_string()))
 }
 
+/// The S3 connections open on each core, shared by the cores of one server so
+/// that a core can see which is least loaded. A connection handed over is
+/// counted on its new core at once, by the core that hands it over, so that
+/// accepts racing on several cores see it.
+pub struct Balance {
+    open: Box<[AtomicUsize]>,
+    /// The core serves handed-over connections (its accept loop runs).
+    ready: Box<[AtomicBool]>,
+}
+
+impl Balance {
+    pub fn new(cores: usize) -> Arc<Balance> {
+        Arc::new(Balance {
+            open: (0..cores).map(|_| AtomicUsize::new(0)).collect(),
+            ready: (0..cores).map(|_| AtomicBool::new(false)).collect(),
+        })
+    }
+
+    /// The ready core with the fewest open connections, if it has fewer than
+    /// `core` (which is about to take one more).
+    fn lighter_than(&self, core: usize) -> Option<usize> {
+        let mine = self.open[core].load(Ordering::Relaxed);
+        (0..self.open.len())
+            .filter(|&c| c != core && self.ready[c].load(Ordering::Relaxed))
+            .map(|c| (self.open[c].load(Ordering::Relaxed), c))
+            .min()
+            .filter(|&(theirs, _)| theirs < mine)
+            .map(|(_, c)| c)
+    }
+}
+
+/// What a core needs to serve a connection: its accept loop's state, kept per
+/// thread so that a connection handed over from another core finds it.
+#[derive(Clone)]
+struct Intake {
+    ctx: Rc<CoreCtx>,
+    fe: Rc<Frontend>,
+    stop: Rc<Cell<bool>>,
+    busy: Rc<Cell<usize>>,
+    /// Where this core's open connections are counted: its slot in a
+    /// [`Balance`], or its own cell when it balances with no one.
+    balance: Option<Arc<Balance>>,
+    open: Rc<Cell<usize>>,
+    seq: Rc<Cell<u64>>,
+}
+
+thread_local! {
+    /// This core's S3 accept loop, while it runs.
+    static INTAKE: RefCell<Option<Intake>> = const { RefCell::new(None) };
+}
+
+impl Intake {
+    fn core(&self) -> usize {
+        self.ctx.core.id()
+    }
+
+    fn open(&self) -> usize {
+        match &self.balance {
+            Some(b) => b.open[self.core()].load(Ordering::Relaxed),
+            None => self.open.get(),
+        }
+    }
+
+    fn count(&self, delta: isize) {
+        match &self.balance {
+            Some(b) if delta > 0 => b.open[self.core()].fetch_add(1, Ordering::Relaxed),
+            Some(b) => b.open[self.core()].fetch_sub(1, Ordering::Relaxed),
+            None => self.open.replace(self.open.get().wrapping_add_signed(delta)),
+        };
+    }
+
+    /// Serves `stream` on this core, as its own task.
+    fn serve(&self, stream: TcpStream) {
+        if self.open() >= MAX_CONNECTIONS_PER_CORE {
+            return;
+        }
+        self.count(1);
+        self.serve_counted(stream);
+    }
+
+    /// [`Intake::serve`] of a connection already counted on this core.
+    fn serve_counted(&self, stream: TcpStream) {
+        self.seq.set(self.seq.get() + 1);
+        let id_base = ((self.core() as u64) << 56) | (self.seq.get() << 20);
+        let me = self.clone();
+        glommio::spawn_local(async move {
+            // A bug must cost one connection, never the core and its other clients.
+            let served = std::panic::AssertUnwindSafe(serve_connection(
+                stream,
+                me.ctx.clone(),
+                me.fe.clone(),
+                id_base,
+                me.stop.clone(),
+                me.busy.clone(),
+            ));
+            if futures_util::FutureExt::catch_unwind(served).await.is_err() {
+                tracing::error!("a connection handler panicked; the connection was closed");
+            }
+            me.count(-1);
+        })
+        .detach();
+    }
+}
+
+/// Sends `stream` to core `to`, which serves it. The socket travels as a file
+/// descriptor; if `to` is gone or not serving, the connection is closed.
+fn hand_over(ctx: &Rc<CoreCtx>, balance: &Arc<Balance>, to: usize, stream: TcpStream) {
+    // SAFETY: the descriptor is open while `stream` lives, past this line.
+    let fd: Option<OwnedFd> = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }.try_clone_to_owned().ok();
+    // This core's handle is closed; the duplicate keeps the connection open.
+    drop(stream);
+    let Some(fd) = fd else { return };
+    balance.open[to].fetch_add(1, Ordering::Relaxed);
+    let (core, balance) = (ctx.core.clone(), balance.clone());
+    glommio::spawn_local(async move {
+        let served = core
+            .call_on(to, move |_| {
+                INTAKE.with(|intake| match intake.borrow().as_ref() {
+                    Some(intake) => {
+                        // SAFETY: `fd` is an open socket this closure owns; the
+                        // stream takes it over.
+                        intake.serve_counted(unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) });
+                        true
+                    }
+                    None => false,
+                })
+            })
+            .await;
+        if served != Some(true) {
+            balance.open[to].fetch_sub(1, Ordering::Relaxed);
+        }
+    })
+    .detach();
+}
+
 /// Accepts connections until the future is dropped; each connection runs as its
-/// own task. `busy` counts requests being served; `stop` asks connections to
-/// close after their current request.
+/// own task, on this core or, when `balance` is given, on a core that serves
+/// fewer. `busy` counts requests being served; `stop` asks connections to close
+/// after their current request.
 pub async fn accept_loop(
     listener: TcpListener,
     ctx: Rc<CoreCtx>,
     fe: Rc<Frontend>,
     stop: Rc<Cell<bool>>,
     busy: Rc<Cell<usize>>,
+    balance: Option<Arc<Balance>>,
 ) {
-    let open = Rc::new(Cell::new(0usize));
+    let intake = Intake {
+        ctx: ctx.clone(),
+        fe,
+        stop,
+        busy,
+        balance: balance.clone(),
+        open: Rc::new(Cell::new(0)),
+        seq: Rc::new(Cell::new(0)),
+    };
     let core = ctx.core.id();
-    let mut seq = 0u64;
+    // Registered while the loop runs: handed-over connections are served here.
+    struct Registered(Option<Arc<Balance>>, usize);
+    impl Drop for Registered {
+        fn drop(&mut self) {
+            if let Some(b) = &self.0 {
+                b.ready[self.1].store(false, Ordering::Relaxed);
+                INTAKE.with(|i| i.borrow_mut().take());
+            }
+        }
+    }
+    let _registered = Registered(balance.clone(), core);
+    if let Some(b) = &balance {
+        INTAKE.with(|i| *i.borrow_mut() = Some(intake.clone()));
+        b.ready[core].store(true, Ordering::Relaxed);
+    }
     loop {
         let stream = match listener.accept().await {
             Ok(s) => s,
@@ -92,23 +258,10 @@ pub async fn accept_loop(
                 continue;
             }
         };
-        if open.get() >= MAX_CONNECTIONS_PER_CORE {
-            drop(stream);
-            continue;
+        match balance.as_ref().and_then(|b| Some((b, b.lighter_than(core)?))) {
+            Some((b, to)) => hand_over(&ctx, b, to, stream),
+            None => intake.serve(stream),
         }
-        open.set(open.get() + 1);
-        seq += 1;
-        let (ctx, fe, open, stop, busy) = (ctx.clone(), fe.clone(), open.clone(), stop.clone(), busy.clone());
-        let id_base = ((core as u64) << 56) | (seq << 20);
-        glommio::spawn_local(async move {
-            // A bug must cost one connection, never the core and its other clients.
-            let served = std::panic::AssertUnwindSafe(serve_connection(stream, ctx, fe, id_base, stop, busy));
-            if futures_util::FutureExt::catch_unwind(served).await.is_err() {
-                tracing::error!("a connection handler panicked; the connection was closed");
-            }
-            open.set(open.get() - 1);
-        })
-        .detach();
     }
 }
 

@@ -201,11 +201,7 @@ pub(crate) async fn stage<B: Body>(to: StageTo<'_>, body: &mut B) -> Result<Stag
         let writes = writers.iter_mut().zip(shards).map(|(w, shard)| async move {
             if let Some(writer) = w {
                 let hash = Bytes::copy_from_slice(&bitrot_hash(&shard).to_le_bytes());
-                let r = match writer.write(hash).await {
-                    Ok(()) => writer.write(shard).await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = r {
+                if let Err(e) = writer.write_framed(hash, shard).await {
                     tracing::warn!(error = %e, "shard write failed; continuing with the remaining drives");
                     if e == DriveError::DriveFull {
                         full.set(full.get() + 1);

@@ -14,8 +14,16 @@ use super::lock::LockMsg;
 use crate::drive::{DriveError, DriveOp, DriveReply, DriveResult};
 
 /// Shard chunks queued between a writer and the owner core; two blocks' worth
-/// keeps the owner's disk busy while the coder produces the next one.
+/// (a chunk is a block's shard behind its hash) keeps the owner's disk busy
+/// while the coder produces the next one.
 const WRITER_QUEUE_CHUNKS: usize = 2;
+
+/// Bytes for a shard file on another core: `head` then `body` (a shard behind
+/// its hash), one message for both, so a block costs one hop per shard.
+pub struct Chunk {
+    pub head: Bytes,
+    pub body: Bytes,
+}
 
 /// A message from one core to another.
 pub enum CoreMsg {
@@ -29,7 +37,7 @@ pub enum CoreMsg {
         volume: String,
         path: String,
         size: Option<u64>,
-        chunks: mpsc::Receiver<Bytes>,
+        chunks: mpsc::Receiver<Chunk>,
         reply: oneshot::Sender<DriveResult<u64>>,
     },
     Lock(LockMsg),
@@ -94,13 +102,13 @@ impl CoreDrive {
 
 /// Streams a shard file to a drive on another core.
 pub struct CoreWriter {
-    chunks: mpsc::Sender<Bytes>,
+    chunks: mpsc::Sender<Chunk>,
     done: oneshot::Receiver<DriveResult<u64>>,
 }
 
 impl CoreWriter {
-    pub async fn write(&mut self, data: Bytes) -> DriveResult<()> {
-        if self.chunks.send(data).await.is_err() {
+    pub async fn write(&mut self, head: Bytes, body: Bytes) -> DriveResult<()> {
+        if self.chunks.send(Chunk { head, body }).await.is_err() {
             // The owner stopped reading: it failed; its answer says why.
             return Err(match (&mut self.done).await {
                 Ok(Err(e)) => e,
@@ -134,8 +142,9 @@ pub(super) async fn serve(core: Rc<Core>, msg: CoreMsg) {
             };
             let result = async {
                 let mut writer = d.create_file(&volume, &path, size).await?;
-                while let Some(chunk) = chunks.next().await {
-                    writer.write(&chunk).await?;
+                while let Some(Chunk { head, body }) = chunks.next().await {
+                    writer.write(&head).await?;
+                    writer.write(&body).await?;
                 }
                 writer.finish().await
             }

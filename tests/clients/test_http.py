@@ -297,3 +297,27 @@ def test_a_second_server_on_a_taken_port_refuses_to_start(server, s3):
     assert not any(os.path.exists(os.path.join(other, f"d{i}")) for i in range(1, 5))
     for _ in range(20):
         assert s3.get_object(Bucket="mine", Key="k")["Body"].read() == b"first server"
+
+
+def test_connections_are_spread_evenly_over_cores(server):
+    """The kernel spreads SO_REUSEPORT connections by a hash of the client's
+    port, so four connections often land 3 + 1 on two cores; the server hands
+    one over so that each core serves two. The core that answers is the top
+    byte of the request id."""
+    time.sleep(0.5)  # the start-up health checks' connections close
+    socks = [connect(server) for _ in range(4)]
+    cores = []
+    try:
+        for s in socks:
+            s.sendall(b"GET /minio/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, headers, _, _ = read_response(s)
+            assert status == 200
+            cores.append(int(headers["x-amz-request-id"][:2], 16))
+            # The same connection stays on its core.
+            s.sendall(b"GET /minio/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, again, _, _ = read_response(s)
+            assert status == 200 and int(again["x-amz-request-id"][:2], 16) == cores[-1]
+    finally:
+        for s in socks:
+            s.close()
+    assert sorted(cores) == [0, 0, 1, 1], f"cores serving the four connections: {cores}"
