@@ -8,7 +8,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -182,13 +182,15 @@ impl Intake {
 }
 
 /// Sends `stream` to core `to`, which serves it. The socket travels as a file
-/// descriptor; if `to` is gone or not serving, the connection is closed.
-fn hand_over(ctx: &Rc<CoreCtx>, balance: &Arc<Balance>, to: usize, stream: TcpStream) {
+/// descriptor; if `to` is gone or not serving, the connection is closed. Gives
+/// the stream back when its descriptor cannot be duplicated (out of them).
+fn hand_over(ctx: &Rc<CoreCtx>, balance: &Arc<Balance>, to: usize, stream: TcpStream) -> Result<(), TcpStream> {
     // SAFETY: the descriptor is open while `stream` lives, past this line.
-    let fd: Option<OwnedFd> = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }.try_clone_to_owned().ok();
+    let Ok(fd) = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }.try_clone_to_owned() else {
+        return Err(stream);
+    };
     // This core's handle is closed; the duplicate keeps the connection open.
     drop(stream);
-    let Some(fd) = fd else { return };
     balance.open[to].fetch_add(1, Ordering::Relaxed);
     let (core, balance) = (ctx.core.clone(), balance.clone());
     glommio::spawn_local(async move {
@@ -210,6 +212,7 @@ fn hand_over(ctx: &Rc<CoreCtx>, balance: &Arc<Balance>, to: usize, stream: TcpSt
         }
     })
     .detach();
+    Ok(())
 }
 
 /// Accepts connections until the future is dropped; each connection runs as its
@@ -259,7 +262,11 @@ pub async fn accept_loop(
             }
         };
         match balance.as_ref().and_then(|b| Some((b, b.lighter_than(core)?))) {
-            Some((b, to)) => hand_over(&ctx, b, to, stream),
+            Some((b, to)) => {
+                if let Err(stream) = hand_over(&ctx, b, to, stream) {
+                    intake.serve(stream);
+                }
+            }
             None => intake.serve(stream),
         }
     }
