@@ -13,10 +13,12 @@ use super::Core;
 use super::lock::LockMsg;
 use crate::drive::{DriveError, DriveOp, DriveReply, DriveResult};
 
-/// Shard chunks queued between a writer and the owner core; two blocks' worth
-/// (a chunk is a block's shard behind its hash) keeps the owner's disk busy
-/// while the coder produces the next one.
-const WRITER_QUEUE_CHUNKS: usize = 2;
+/// Shard chunks queued between a writer and the owner core (a chunk is a
+/// block's shard behind its hash; the sender may add one more): one block
+/// queued while the owner writes another. Two queued made four 64 MiB PUTs no
+/// faster and raised 64 concurrent ones' peak RSS from 183-198 to 228-266 MiB,
+/// since a queued data shard holds its whole block buffer.
+const WRITER_QUEUE_CHUNKS: usize = 1;
 
 /// Bytes for a shard file on another core: `head` then `body` (a shard behind
 /// its hash), one message for both, so a block costs one hop per shard.
