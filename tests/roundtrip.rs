@@ -179,9 +179,9 @@ fn a_get_whose_span_length_changes_mid_stream_returns_every_byte() {
 }
 
 /// The chunks a GET hands out may be held anywhere, for as long as wanted:
-/// those another core read point into its DMA buffers (lent, `drive::lend`),
-/// which stay as they were while held, whatever both cores read and free
-/// meanwhile, and even after the executors have stopped.
+/// each points into the DMA buffer of the core that read it (lent,
+/// `drive::lend`), which stays as it was while held, whatever both cores read
+/// and free meanwhile, and even after the executors have stopped.
 #[test]
 fn chunks_of_a_get_stay_whole_while_held_anywhere() {
     let node = Node::start(4, 2);

@@ -3,9 +3,10 @@
 //! Bytes are gathered into DMA buffers of [`WRITE_BUFFER_BYTES`] and written
 //! behind, with at most [`WRITE_BUFFERS`] buffers per writer. The last buffer
 //! is written only as far as its bytes reach, rounded up with zeros to
-//! [`FILE_ALIGN_BYTES`]: a shard file ends in up to 4 KiB of zero padding. Readers never see it, since they find frames by offsets
-//! computed from the object's size; and the write never leaves the space
-//! reserved for the file (`create_file` reserves the padded size).
+//! [`FILE_ALIGN_BYTES`]: a shard file ends in up to 4 KiB of zero padding.
+//! Readers never see it, since they find frames by offsets computed from the
+//! object's size; and the write never leaves the space reserved for the file
+//! (`create_file` reserves the padded size).
 //!
 //! Why not glommio's `DmaStreamWriter`: it writes its whole last buffer (256 KiB
 //! for the 8 bytes that spill past a 1 MiB object's 512 KiB shard, 1.5x the disk

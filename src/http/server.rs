@@ -116,10 +116,9 @@ struct Intake {
     fe: Rc<Frontend>,
     stop: Rc<Cell<bool>>,
     busy: Rc<Cell<usize>>,
-    /// Where this core's open connections are counted: its slot in a
-    /// [`Balance`], or its own cell when it balances with no one.
-    balance: Option<Arc<Balance>>,
-    open: Rc<Cell<usize>>,
+    /// Open connections per core, this core's in its own slot: shared by every
+    /// core's S3 loop, or this loop's alone when it balances with no one.
+    counts: Arc<Balance>,
     seq: Rc<Cell<u64>>,
 }
 
@@ -133,27 +132,17 @@ impl Intake {
         self.ctx.core.id()
     }
 
-    fn open(&self) -> usize {
-        match &self.balance {
-            Some(b) => b.open[self.core()].load(Ordering::Relaxed),
-            None => self.open.get(),
-        }
-    }
-
-    fn count(&self, delta: isize) {
-        match &self.balance {
-            Some(b) if delta > 0 => b.open[self.core()].fetch_add(1, Ordering::Relaxed),
-            Some(b) => b.open[self.core()].fetch_sub(1, Ordering::Relaxed),
-            None => self.open.replace(self.open.get().wrapping_add_signed(delta)),
-        };
+    /// This core's count of open connections.
+    fn open(&self) -> &AtomicUsize {
+        &self.counts.open[self.core()]
     }
 
     /// Serves `stream` on this core, as its own task.
     fn serve(&self, stream: TcpStream) {
-        if self.open() >= MAX_CONNECTIONS_PER_CORE {
+        if self.open().load(Ordering::Relaxed) >= MAX_CONNECTIONS_PER_CORE {
             return;
         }
-        self.count(1);
+        self.open().fetch_add(1, Ordering::Relaxed);
         self.serve_counted(stream);
     }
 
@@ -175,7 +164,7 @@ impl Intake {
             if futures_util::FutureExt::catch_unwind(served).await.is_err() {
                 tracing::error!("a connection handler panicked; the connection was closed");
             }
-            me.count(-1);
+            me.open().fetch_sub(1, Ordering::Relaxed);
         })
         .detach();
     }
@@ -227,31 +216,23 @@ pub async fn accept_loop(
     busy: Rc<Cell<usize>>,
     balance: Option<Arc<Balance>>,
 ) {
-    let intake = Intake {
-        ctx: ctx.clone(),
-        fe,
-        stop,
-        busy,
-        balance: balance.clone(),
-        open: Rc::new(Cell::new(0)),
-        seq: Rc::new(Cell::new(0)),
-    };
     let core = ctx.core.id();
+    let shared = balance.is_some();
+    let counts = balance.unwrap_or_else(|| Balance::new(ctx.core.cores()));
+    let intake = Intake { ctx: ctx.clone(), fe, stop, busy, counts: counts.clone(), seq: Rc::new(Cell::new(0)) };
     // Registered while the loop runs: handed-over connections are served here.
-    struct Registered(Option<Arc<Balance>>, usize);
+    struct Registered(Arc<Balance>, usize);
     impl Drop for Registered {
         fn drop(&mut self) {
-            if let Some(b) = &self.0 {
-                b.ready[self.1].store(false, Ordering::Relaxed);
-                INTAKE.with(|i| i.borrow_mut().take());
-            }
+            self.0.ready[self.1].store(false, Ordering::Relaxed);
+            INTAKE.with(|i| i.borrow_mut().take());
         }
     }
-    let _registered = Registered(balance.clone(), core);
-    if let Some(b) = &balance {
+    let _registered = shared.then(|| {
         INTAKE.with(|i| *i.borrow_mut() = Some(intake.clone()));
-        b.ready[core].store(true, Ordering::Relaxed);
-    }
+        counts.ready[core].store(true, Ordering::Relaxed);
+        Registered(counts.clone(), core)
+    });
     loop {
         let stream = match listener.accept().await {
             Ok(s) => s,
@@ -261,9 +242,10 @@ pub async fn accept_loop(
                 continue;
             }
         };
-        match balance.as_ref().and_then(|b| Some((b, b.lighter_than(core)?))) {
-            Some((b, to)) => {
-                if let Err(stream) = hand_over(&ctx, b, to, stream) {
+        // A private count (the console's) has no other core ready: it never hands over.
+        match counts.lighter_than(core) {
+            Some(to) => {
+                if let Err(stream) = hand_over(&ctx, &counts, to, stream) {
                     intake.serve(stream);
                 }
             }
