@@ -10,6 +10,7 @@ pub mod console;
 pub mod drive;
 pub mod erasure;
 pub mod error;
+pub mod etag;
 pub mod hex;
 pub mod http;
 pub mod metrics;

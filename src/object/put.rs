@@ -9,9 +9,9 @@
 //! for another core, sends it over a channel first. Block buffers are reused
 //! (`blocks`). The body is never held whole.
 
+use crate::etag::{self, Md5};
 use bytes::{Bytes, BytesMut};
 use futures_util::future::join_all;
-use md5::{Digest, Md5};
 
 use super::{
     Body, INLINE_MAX_BYTES, MAX_OBJECT_BYTES, ObjectInfo, ObjectLayer, PutOptions, Set, blocks, key_location, names,
@@ -172,7 +172,7 @@ pub(crate) async fn stage<B: Body>(to: StageTo<'_>, body: &mut B) -> Result<Stag
             md5.update(&small);
             let shards = erasure.encode(&small)?;
             let framed = shards.iter().map(|s| frame(s)).collect();
-            return Ok(Staged::Inline { size: small.len() as u64, md5: md5.finalize().into(), shards: framed });
+            return Ok(Staged::Inline { size: small.len() as u64, md5: md5.finalize(), shards: framed });
         }
     }
 
@@ -191,10 +191,12 @@ pub(crate) async fn stage<B: Body>(to: StageTo<'_>, body: &mut B) -> Result<Stag
         if filled == 0 && reader.eof {
             break;
         }
-        md5.update(&block[..filled]);
         // The block's buffer goes to the coder as is (data shards are slices of
         // it); it is kept for reuse once the writers are done with it.
         let whole = std::mem::take(&mut block).freeze();
+        // Hashed while the shards are written, in lanes with the other bodies
+        // this core is receiving.
+        let hashing = etag::begin(md5, whole.slice(..filled));
         let shards = erasure.encode_owned(whole.slice(..filled))?;
         blocks::give(whole);
         let full = &full;
@@ -211,6 +213,7 @@ pub(crate) async fn stage<B: Body>(to: StageTo<'_>, body: &mut B) -> Result<Stag
             }
         });
         join_all(writes).await;
+        md5 = hashing.finish().await;
         check_quorum(&writers, write_quorum, full.get())?;
         if reader.eof {
             break;
@@ -237,7 +240,7 @@ pub(crate) async fn stage<B: Body>(to: StageTo<'_>, body: &mut B) -> Result<Stag
         return Err(Error::InsufficientWriteQuorum { have, need: write_quorum });
     }
     let finished: Vec<bool> = finished.iter().map(Result::is_ok).collect();
-    Ok(Staged::Files { size: reader.total, md5: md5.finalize().into(), ok: finished })
+    Ok(Staged::Files { size: reader.total, md5: md5.finalize(), ok: finished })
 }
 
 fn check_quorum(writers: &[Option<ShardWriter>], need: usize, full: usize) -> Result<()> {

@@ -1,0 +1,303 @@
+//! Hashing the bodies a core receives at the same time in one pass, in lanes.
+//!
+//! A PUT hands each block of its body to [`begin`], goes on to code and write
+//! the block, and then waits for the hash with [`Hashing::finish`]. The block
+//! joins this core's list of bodies waiting to be hashed. One task per core,
+//! the hasher, started with the core's first such block, hashes every body on
+//! the list, a pass of [`PASS_BYTES`] each, as many at once as the lanes allow.
+//! Between passes it steps back through the reactor, so that a body whose bytes
+//! arrived meanwhile joins the next pass, and the core's other requests are
+//! not held up for a whole block. The hash of a block thus runs while its
+//! shards are written, and alongside the other bodies' hashes.
+//!
+//! The list is per core, like everything else a core touches. A body's bytes
+//! are `Bytes`, held by its entry until hashed, so a PUT that is dropped while
+//! its block waits leaves nothing dangling: its entry is skipped and let go.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::Md5;
+use super::lanes::{self, BLOCK_BYTES, MAX_LANES};
+
+/// Whole-block bytes below which a body is hashed alone at once: joining the
+/// list costs a trip through the reactor (microseconds), which pays off only
+/// against a pass that takes a good fraction of a millisecond.
+pub const SHARED_MIN_BYTES: usize = 64 * 1024;
+
+/// Bytes of each body hashed per pass before the core polls its I/O again.
+/// Alone, a pass takes about half a millisecond; the trip through the reactor
+/// between passes is lost in that, and no other request on the core waits for
+/// more than about that long.
+const PASS_BYTES: usize = 256 * 1024;
+
+/// How long the hasher sleeps between passes: any positive time sends it
+/// through the reactor, which is the point; the reactor finds it already due
+/// when it polls.
+const BETWEEN_PASSES: Duration = Duration::from_micros(1);
+
+/// One body's whole blocks waiting to be hashed.
+struct Waiting {
+    state: Cell<[u32; 4]>,
+    data: Bytes,
+    hashed_bytes: Cell<usize>,
+    /// The PUT waiting in `finish`, woken when the last byte is hashed.
+    waker: Cell<Option<Waker>>,
+}
+
+impl Waiting {
+    fn remaining(&self) -> usize {
+        self.data.len() - self.hashed_bytes.get()
+    }
+}
+
+thread_local! {
+    /// This core's bodies waiting to be hashed, in the order they came.
+    static WAITING: RefCell<Vec<Rc<Waiting>>> = const { RefCell::new(Vec::new()) };
+    /// The hasher, asleep while the list is empty; `None` before it starts.
+    static HASHER: RefCell<Option<HasherState>> = const { RefCell::new(None) };
+    /// Whether this CPU runs sixteen lanes as vectors (asked once).
+    static WIDE: bool = lanes::wide_lanes();
+    /// Bytes this thread hashed in passes shared by more than one body.
+    static SHARED_BYTES: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Whether the hasher runs, and how to wake it when it sleeps.
+enum HasherState {
+    Running,
+    Asleep(Waker),
+}
+
+/// Bytes this thread has hashed together with another body, for tests and
+/// benchmarks to see that lanes were used.
+pub fn shared_bytes() -> u64 {
+    SHARED_BYTES.with(Cell::get)
+}
+
+/// A block of a body on its way through the hasher; [`Hashing::finish`] gives
+/// back the digest with the block in it.
+pub struct Hashing {
+    md5: Md5,
+    /// The body's whole blocks, on the list; `None` when hashed at once.
+    mine: Option<Rc<Waiting>>,
+    /// Bytes after the whole blocks, kept for the next block.
+    tail: Bytes,
+}
+
+/// Starts hashing `data` into `md5`, in lanes with the other bodies this core
+/// is hashing meanwhile. Must run on a glommio executor.
+pub fn begin(mut md5: Md5, data: Bytes) -> Hashing {
+    let start = data.len() - md5.complete_partial(&data).len();
+    let whole = (data.len() - start) / BLOCK_BYTES * BLOCK_BYTES;
+    if whole < SHARED_MIN_BYTES {
+        md5.update(&data[start..]);
+        return Hashing { md5, mine: None, tail: Bytes::new() };
+    }
+    let mine = Rc::new(Waiting {
+        state: Cell::new(md5.state),
+        data: data.slice(start..start + whole),
+        hashed_bytes: Cell::new(0),
+        waker: Cell::new(None),
+    });
+    WAITING.with(|w| w.borrow_mut().push(Rc::clone(&mine)));
+    wake_hasher();
+    Hashing { md5, mine: Some(mine), tail: data.slice(start + whole..) }
+}
+
+impl Hashing {
+    /// Waits until the block is hashed; the digest so far.
+    pub async fn finish(self) -> Md5 {
+        let Hashing { mut md5, mine, tail } = self;
+        if let Some(mine) = mine {
+            Hashed(&mine).await;
+            md5.state = mine.state.get();
+            md5.total_bytes += mine.data.len() as u64;
+            md5.keep_partial(&tail);
+        }
+        md5
+    }
+}
+
+/// Ready once every byte of the body is hashed.
+struct Hashed<'a>(&'a Waiting);
+
+impl Future for Hashed<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0.remaining() == 0 {
+            return Poll::Ready(());
+        }
+        self.0.waker.set(Some(cx.waker().clone()));
+        Poll::Pending
+    }
+}
+
+/// Starts the hasher on this core, or wakes it.
+fn wake_hasher() {
+    // The borrow ends before the hasher is spawned or woken: glommio may run a
+    // task it spawns at once, and the hasher reads this state.
+    let was = HASHER.with(|h| h.borrow_mut().replace(HasherState::Running));
+    match was {
+        None => {
+            glommio::spawn_local(hasher()).detach();
+        }
+        Some(HasherState::Asleep(waker)) => waker.wake(),
+        Some(HasherState::Running) => {}
+    }
+}
+
+/// The hasher: passes while the list has bodies, asleep while it is empty.
+async fn hasher() {
+    loop {
+        while WAITING.with(|w| !w.borrow().is_empty()) {
+            pass();
+            glommio::timer::sleep(BETWEEN_PASSES).await;
+        }
+        std::future::poll_fn(|cx| {
+            if WAITING.with(|w| !w.borrow().is_empty()) {
+                return Poll::Ready(());
+            }
+            HASHER.with(|h| *h.borrow_mut() = Some(HasherState::Asleep(cx.waker().clone())));
+            Poll::Pending
+        })
+        .await;
+    }
+}
+
+/// Hashes up to [`PASS_BYTES`] of every waiting body, the bodies side by side
+/// in lanes, wakes the PUTs whose bodies are done, and drops from the list
+/// those finished or abandoned.
+fn pass() {
+    let bodies: Vec<Rc<Waiting>> = WAITING.with(|w| {
+        let mut w = w.borrow_mut();
+        // Only the list holds an abandoned body: its PUT was dropped.
+        w.retain(|b| Rc::strong_count(b) > 1 && b.remaining() > 0);
+        w.clone()
+    });
+    let wide = WIDE.with(|w| *w);
+    let mut budget: Vec<usize> = bodies.iter().map(|b| b.remaining().min(PASS_BYTES)).collect();
+    loop {
+        let mut batch = [0usize; MAX_LANES];
+        let mut n = 0;
+        for (i, left) in budget.iter().enumerate() {
+            if *left > 0 && n < MAX_LANES {
+                batch[n] = i;
+                n += 1;
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        // Without wide lanes, a pass of more than four gains nothing over
+        // passes of four: take four now, the rest next time round.
+        let n = if wide { n } else { n.min(4) };
+        let batch = &batch[..n];
+        let step = batch.iter().map(|&i| budget[i]).min().unwrap_or(0);
+        let mut states = [[0u32; 4]; MAX_LANES];
+        let mut slices: [&[u8]; MAX_LANES] = [&[]; MAX_LANES];
+        for (lane, &i) in batch.iter().enumerate() {
+            let body = &bodies[i];
+            let at = body.hashed_bytes.get();
+            states[lane] = body.state.get();
+            slices[lane] = &body.data[at..at + step];
+        }
+        lanes::compress(&mut states[..n], &slices[..n], wide);
+        for (lane, &i) in batch.iter().enumerate() {
+            let body = &bodies[i];
+            body.state.set(states[lane]);
+            body.hashed_bytes.set(body.hashed_bytes.get() + step);
+            budget[i] -= step;
+        }
+        if n > 1 {
+            SHARED_BYTES.with(|s| s.set(s.get() + (n * step) as u64));
+        }
+    }
+    for body in &bodies {
+        if body.remaining() == 0
+            && let Some(waker) = body.waker.take()
+        {
+            waker.wake();
+        }
+    }
+    WAITING.with(|w| w.borrow_mut().retain(|b| b.remaining() > 0));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::future::join_all;
+    use glommio::LocalExecutorBuilder;
+    use md5::Digest;
+
+    fn body(seed: u8, len: usize) -> Bytes {
+        (0..len).map(|i| (i as u8).wrapping_mul(seed) ^ (i >> 10) as u8).collect::<Vec<u8>>().into()
+    }
+
+    /// Several PUTs on one core, their bodies of different lengths arriving in
+    /// pieces of different sizes (some not whole blocks), each piece after a
+    /// wait as if from the socket: every digest must be the reference's, and
+    /// some bytes must have been hashed in shared passes.
+    #[test]
+    fn bodies_hashed_together_give_each_its_own_digest() {
+        let ex = LocalExecutorBuilder::default()
+            .spawn(|| async {
+                let cases: Vec<(Bytes, usize)> = vec![
+                    (body(3, (3 << 20) + 17), 1 << 20),
+                    (body(5, 2 << 20), (1 << 20) - 5),
+                    (body(7, 1500 * 1024), 300 * 1024 + 1),
+                    (body(11, 100), 64),
+                    (body(13, 5 << 20), 700 * 1024),
+                    (body(17, 640 * 1024), 64 * 1024 + 63),
+                ];
+                let puts = cases.iter().enumerate().map(|(n, (data, piece))| {
+                    let (data, piece) = (data.clone(), *piece);
+                    async move {
+                        let mut md5 = Md5::new();
+                        let mut at = 0;
+                        while at < data.len() {
+                            let end = (at + piece).min(data.len());
+                            glommio::timer::sleep(Duration::from_micros(50 * (n as u64 + 1))).await;
+                            md5 = begin(md5, data.slice(at..end)).finish().await;
+                            at = end;
+                        }
+                        md5.finalize()
+                    }
+                });
+                let got = join_all(puts).await;
+                for ((data, _), got) in cases.iter().zip(got) {
+                    let want: [u8; 16] = md5::Md5::digest(data).into();
+                    assert_eq!(got, want, "body of {} bytes", data.len());
+                }
+                assert!(shared_bytes() > 0, "no pass hashed two bodies together");
+                assert!(WAITING.with(|w| w.borrow().is_empty()), "finished bodies left on the list");
+            })
+            .expect("executor");
+        ex.join().expect("join");
+    }
+
+    /// A PUT dropped while its body waits must not stop the others, and its
+    /// entry must leave the list.
+    #[test]
+    fn a_dropped_put_leaves_the_others_to_finish() {
+        let ex = LocalExecutorBuilder::default()
+            .spawn(|| async {
+                let abandoned =
+                    glommio::spawn_local(async { begin(Md5::new(), body(19, 8 << 20)).finish().await.finalize() });
+                glommio::timer::sleep(Duration::from_micros(100)).await;
+                drop(abandoned);
+                let data = body(23, 3 << 20);
+                let md5 = begin(Md5::new(), data.clone()).finish().await;
+                let want: [u8; 16] = md5::Md5::digest(&data).into();
+                assert_eq!(md5.finalize(), want);
+                assert!(WAITING.with(|w| w.borrow().is_empty()), "the dropped body is still listed");
+            })
+            .expect("executor");
+        ex.join().expect("join");
+    }
+}
