@@ -80,6 +80,11 @@ def test_written_through_one_node_reads_back_through_every_node(cluster_factory,
     assert "Quorum: read yes, write yes" in info.stdout
 
 
+def committed(c, n, bucket, key):
+    """Whether node n holds `key`'s metadata, renamed into place."""
+    return any(f.endswith(".basalt.meta") for f in c.shard_files(n, bucket, key))
+
+
 @pytest.mark.parametrize("drives", [1, 2])
 def test_two_nodes_down_reads_go_on_writes_fail_cleanly_then_heal(cluster_factory, drives):
     c = cluster_factory(4, drives).start()
@@ -118,7 +123,9 @@ def test_two_nodes_down_reads_go_on_writes_fail_cleanly_then_heal(cluster_factor
     c.start(2, 3)
     deadline = time.time() + 60
     while time.time() < deadline:
-        if all(c.shard_files(n, "dur", "while-one-down") for n in (2, 3)) and c.shard_files(3, "dur", "small-while-one-down"):
+        # Healed means committed: the metadata renamed into place, not just a
+        # heal's shard written or its metadata's temp file.
+        if all(committed(c, n, "dur", "while-one-down") for n in (2, 3)) and committed(c, 3, "dur", "small-while-one-down"):
             break
         time.sleep(0.5)
     meta = [f for f in c.shard_files(3, "dur", "while-one-down") if f.endswith(".basalt.meta")]
@@ -385,7 +392,7 @@ def test_formatted_cluster_restarts_with_a_node_missing(cluster_factory):
     # The fourth returns later and catches up.
     c.start(3)
     deadline = time.time() + 30
-    while time.time() < deadline and not c.shard_files(3, "again", "without-4"):
+    while time.time() < deadline and not committed(c, 3, "again", "without-4"):
         time.sleep(0.5)
-    assert c.shard_files(3, "again", "without-4")
+    assert committed(c, 3, "again", "without-4")
     check_all(c.s3(3), "again", written)
