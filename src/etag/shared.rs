@@ -3,8 +3,8 @@
 //! A PUT hands each block of its body to [`begin`], goes on to code and write
 //! the block, and then waits for the hash with [`Hashing::finish`]. The block
 //! joins this core's list of bodies waiting to be hashed. One task per core,
-//! the hasher, started with the core's first such block, hashes every body on
-//! the list, a pass of [`PASS_BYTES`] each, as many at once as the lanes allow.
+//! the hasher, runs while the list has bodies: it hashes every body on the
+//! list, a pass of [`PASS_BYTES`] each, as many at once as the lanes allow.
 //! Between passes it steps back through the reactor, so that a body whose bytes
 //! arrived meanwhile joins the next pass, and the core's other requests are
 //! not held up for a whole block. The hash of a block thus runs while its
@@ -13,6 +13,8 @@
 //! The list is per core, like everything else a core touches. A body's bytes
 //! are `Bytes`, held by its entry until hashed, so a PUT that is dropped while
 //! its block waits leaves nothing dangling: its entry is skipped and let go.
+//! An executor that stops calls [`forget_waiting`], so that no PUT's waker
+//! outlives it in the thread-local list.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -60,18 +62,12 @@ impl Waiting {
 thread_local! {
     /// This core's bodies waiting to be hashed, in the order they came.
     static WAITING: RefCell<Vec<Rc<Waiting>>> = const { RefCell::new(Vec::new()) };
-    /// The hasher, asleep while the list is empty; `None` before it starts.
-    static HASHER: RefCell<Option<HasherState>> = const { RefCell::new(None) };
+    /// Whether this core's hasher task is running.
+    static HASHER_RUNNING: Cell<bool> = const { Cell::new(false) };
     /// Whether this CPU runs sixteen lanes as vectors (asked once).
     static WIDE: bool = lanes::wide_lanes();
     /// Bytes this thread hashed in passes shared by more than one body.
     static SHARED_BYTES: Cell<u64> = const { Cell::new(0) };
-}
-
-/// Whether the hasher runs, and how to wake it when it sleeps.
-enum HasherState {
-    Running,
-    Asleep(Waker),
 }
 
 /// Bytes this thread has hashed together with another body, for tests and
@@ -138,35 +134,30 @@ impl Future for Hashed<'_> {
     }
 }
 
-/// Starts the hasher on this core, or wakes it.
+/// Starts the hasher on this core unless it runs.
 fn wake_hasher() {
-    // The borrow ends before the hasher is spawned or woken: glommio may run a
-    // task it spawns at once, and the hasher reads this state.
-    let was = HASHER.with(|h| h.borrow_mut().replace(HasherState::Running));
-    match was {
-        None => {
-            glommio::spawn_local(hasher()).detach();
-        }
-        Some(HasherState::Asleep(waker)) => waker.wake(),
-        Some(HasherState::Running) => {}
+    if !HASHER_RUNNING.with(|r| r.replace(true)) {
+        glommio::spawn_local(hasher()).detach();
     }
 }
 
-/// The hasher: passes while the list has bodies, asleep while it is empty.
+/// The hasher: passes until the list is empty, then it ends; the next body
+/// starts another (a spawn per busy spell is cheap next to a pass, and no
+/// waker of it outlives the executor in a thread-local).
 async fn hasher() {
-    loop {
-        while WAITING.with(|w| !w.borrow().is_empty()) {
-            pass();
-            glommio::timer::sleep(BETWEEN_PASSES).await;
-        }
-        std::future::poll_fn(|cx| {
-            if WAITING.with(|w| !w.borrow().is_empty()) {
-                return Poll::Ready(());
-            }
-            HASHER.with(|h| *h.borrow_mut() = Some(HasherState::Asleep(cx.waker().clone())));
-            Poll::Pending
-        })
-        .await;
+    while WAITING.with(|w| !w.borrow().is_empty()) {
+        pass();
+        glommio::timer::sleep(BETWEEN_PASSES).await;
+    }
+    HASHER_RUNNING.with(|r| r.set(false));
+}
+
+/// Lets go of every body still waiting, and the wakers of their PUTs; for an
+/// executor to call as it stops, while those wakers' tasks still exist.
+pub fn forget_waiting() {
+    let bodies = WAITING.with(|w| std::mem::take(&mut *w.borrow_mut()));
+    for body in &bodies {
+        drop(body.waker.take());
     }
 }
 

@@ -352,6 +352,9 @@ impl Runtime {
                     while let Some(job) = job_rx.next().await {
                         glommio::spawn_local(job(ctx.clone())).detach();
                     }
+                    // The executor stops: the wakers of PUTs still waiting on a hash
+                    // are dropped now, while their tasks exist.
+                    crate::etag::forget_waiting();
                 })
                 .map_err(|e| StartError::Executor { core: id, why: e.to_string() })?;
             threads.push(handle);
