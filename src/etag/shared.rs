@@ -66,14 +66,22 @@ thread_local! {
     static HASHER_RUNNING: Cell<bool> = const { Cell::new(false) };
     /// Whether this CPU runs sixteen lanes as vectors (asked once).
     static WIDE: bool = lanes::wide_lanes();
-    /// Bytes this thread hashed in passes shared by more than one body.
+    /// Body bytes this thread hashed through `begin`, and of those, the bytes
+    /// hashed in passes shared by more than one body.
+    static HASHED_BYTES: Cell<u64> = const { Cell::new(0) };
     static SHARED_BYTES: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Bytes this thread has hashed together with another body, for tests and
-/// benchmarks to see that lanes were used.
+/// Body bytes this thread has hashed through [`begin`], and of those, the
+/// bytes hashed side by side with another body: for the metrics, and for
+/// tests to see that lanes were used.
+pub fn hashed_bytes() -> (u64, u64) {
+    (HASHED_BYTES.with(Cell::get), SHARED_BYTES.with(Cell::get))
+}
+
+/// Bytes this thread has hashed side by side with another body.
 pub fn shared_bytes() -> u64 {
-    SHARED_BYTES.with(Cell::get)
+    hashed_bytes().1
 }
 
 /// A block of a body on its way through the hasher; [`Hashing::finish`] gives
@@ -89,6 +97,7 @@ pub struct Hashing {
 /// Starts hashing `data` into `md5`, in lanes with the other bodies this core
 /// is hashing meanwhile. Must run on a glommio executor.
 pub fn begin(mut md5: Md5, data: Bytes) -> Hashing {
+    HASHED_BYTES.with(|h| h.set(h.get() + data.len() as u64));
     let start = data.len() - md5.complete_partial(&data).len();
     let whole = (data.len() - start) / BLOCK_BYTES * BLOCK_BYTES;
     if whole < SHARED_MIN_BYTES {

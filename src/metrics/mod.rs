@@ -278,6 +278,10 @@ pub struct Snapshot {
     pub heal_objects: u64,
     pub heal_drives: u64,
     pub heal_failed_drives: u64,
+    /// Body bytes hashed for ETags by the per-core hashers, and of those, the
+    /// bytes hashed side by side with other bodies (`crate::etag`).
+    pub md5_bytes: u64,
+    pub md5_shared_bytes: u64,
     /// Local drives of the cores merged: (index, path).
     pub drive_paths: Vec<(usize, String)>,
     pub cores: usize,
@@ -285,6 +289,7 @@ pub struct Snapshot {
 
 /// This core's figures.
 pub fn snapshot() -> Snapshot {
+    let (md5_bytes, md5_shared_bytes) = crate::etag::hashed_bytes();
     CORE.with(|m| Snapshot {
         requests: m.requests.iter().map(|row| std::array::from_fn(|i| row[i].get())).collect(),
         latency_us: m.latency_us.iter().map(|h| h.borrow().clone()).collect(),
@@ -295,6 +300,8 @@ pub fn snapshot() -> Snapshot {
         heal_objects: m.heal_objects.get(),
         heal_drives: m.heal_drives.get(),
         heal_failed_drives: m.heal_failed_drives.get(),
+        md5_bytes,
+        md5_shared_bytes,
         drive_paths: Vec::new(),
         cores: 1,
     })
@@ -325,6 +332,8 @@ impl Snapshot {
         self.heal_objects += o.heal_objects;
         self.heal_drives += o.heal_drives;
         self.heal_failed_drives += o.heal_failed_drives;
+        self.md5_bytes += o.md5_bytes;
+        self.md5_shared_bytes += o.md5_shared_bytes;
         self.drive_paths.extend(o.drive_paths.iter().cloned());
         self.cores += o.cores;
     }

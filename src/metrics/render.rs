@@ -50,6 +50,7 @@ pub fn render(s: &Snapshot, drives: &[DriveState], scope: Scope) -> String {
         cluster(&mut o, drives);
     }
     heal(&mut o, s);
+    etag(&mut o, s);
     o.family("basalt_cores", "gauge", "Executors (cores) whose figures this scrape merged.");
     o.sample("basalt_cores", "", s.cores);
     o.0
@@ -215,6 +216,17 @@ fn heal(o: &mut Out, s: &Snapshot) {
     o.sample("basalt_heal_drives_total", "", s.heal_drives);
     o.family("minio_heal_objects_errors_total", "counter", "Drives a heal could not rewrite since start.");
     o.sample("minio_heal_objects_errors_total", "", s.heal_failed_drives);
+}
+
+fn etag(o: &mut Out, s: &Snapshot) {
+    o.family("basalt_etag_md5_bytes_total", "counter", "Object body bytes hashed for ETags (MD5) since start.");
+    o.sample("basalt_etag_md5_bytes_total", "", s.md5_bytes);
+    o.family(
+        "basalt_etag_md5_lanes_shared_bytes_total",
+        "counter",
+        "Of those, bytes hashed side by side with other bodies in one pass (cheaper per byte).",
+    );
+    o.sample("basalt_etag_md5_lanes_shared_bytes_total", "", s.md5_shared_bytes);
 }
 
 #[cfg(test)]

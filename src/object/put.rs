@@ -169,7 +169,8 @@ pub(crate) async fn stage<B: Body>(to: StageTo<'_>, body: &mut B) -> Result<Stag
         small.reserve(INLINE_MAX_BYTES + 1);
         reader.fill_small(&mut small, INLINE_MAX_BYTES + 1).await?;
         if reader.eof {
-            md5.update(&small);
+            let small = small.freeze();
+            let md5 = etag::begin(md5, small.clone()).finish().await;
             let shards = erasure.encode(&small)?;
             let framed = shards.iter().map(|s| frame(s)).collect();
             return Ok(Staged::Inline { size: small.len() as u64, md5: md5.finalize(), shards: framed });

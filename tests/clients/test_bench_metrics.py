@@ -167,6 +167,9 @@ def test_counters_move_by_exactly_the_requests_made(server, s3):
     assert delta("minio_s3_requests_total", api="GetObject") == 2
     assert delta("minio_s3_requests_4xx_errors_total", api="GetObject") == 1
     assert delta("minio_s3_traffic_received_bytes") >= 3000
+    # Small bodies are hashed for their ETags too, alone.
+    assert delta("basalt_etag_md5_bytes_total") == 3000
+    assert delta("basalt_etag_md5_lanes_shared_bytes_total") == 0
     assert delta("minio_s3_traffic_sent_bytes") >= 1000
     assert sample(after, "minio_cluster_drive_online_total") == 4
     assert sample(after, "basalt_cores") == 2
