@@ -36,7 +36,10 @@ pub const SHARED_MIN_BYTES: usize = 64 * 1024;
 /// Bytes of each body hashed per pass before the core polls its I/O again.
 /// Alone, a pass takes about half a millisecond; the trip through the reactor
 /// between passes is lost in that, and no other request on the core waits for
-/// more than about that long.
+/// more than about that long. Measured with two 64 MiB PUTs per core, the
+/// share of bytes hashed side by side: 64 KiB passes 92-95%, 256 KiB 80-90%
+/// at the same CPU per GiB, and whole 1 MiB blocks none at all: the two PUTs
+/// fell into step, each body's block arriving while the other's was hashed.
 const PASS_BYTES: usize = 256 * 1024;
 
 /// How long the hasher sleeps between passes: any positive time sends it
