@@ -139,8 +139,9 @@ pub fn wide_lanes() -> bool {
 
 /// How many lanes one call should use for `bodies` bodies waiting: the width
 /// that costs least per byte hashed, counting the lanes that would run empty.
-/// Measured on a Sapphire Rapids core (MB/s over all lanes): 1 lane 532, 2 lanes
-/// 892, 4 lanes 1334, 16 lanes with AVX-512 4152.
+/// Measured on a Sapphire Rapids core (`cargo bench --bench erasure --
+/// md5-lanes`, MiB/s over all lanes): 1 lane 500, 2 lanes 919, 4 lanes 1232,
+/// 16 lanes with AVX-512 4090.
 pub fn width_for(bodies: usize, wide: bool) -> usize {
     match bodies {
         0 | 1 => 1,
@@ -164,9 +165,13 @@ pub fn compress(state: &mut [[u32; 4]], data: &[&[u8]], wide: bool) {
         1 => run::<1>(state, data, lanes::<1>),
         2 => run::<2>(state, data, lanes::<2>),
         4 if n <= 4 => run::<4>(state, data, lanes::<4>),
+        // `wide` is the caller's choice; the CPU is asked again (a cached
+        // load) so that no caller can reach AVX-512 code on a CPU without it.
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `wide` comes from `wide_lanes()`, which checked the CPU.
-        MAX_LANES if wide => run::<16>(state, data, |s, d| unsafe { lanes16_avx512(s, d) }),
+        MAX_LANES if wide && wide_lanes() => {
+            // SAFETY: `wide_lanes()` just checked that the CPU has AVX-512F and VL.
+            run::<16>(state, data, |s, d| unsafe { lanes16_avx512(s, d) })
+        }
         _ => {
             for (s, d) in state.chunks_mut(4).zip(data.chunks(4)) {
                 compress(s, d, false);
