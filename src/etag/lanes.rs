@@ -124,9 +124,9 @@ unsafe fn lanes16_avx512(state: &mut [[u32; 4]; 16], data: [&[u8]; 16]) {
     lanes(state, data)
 }
 
-/// Whether sixteen lanes run as vectors here; without AVX-512 they would be no
-/// faster than four.
-pub fn wide_lanes() -> bool {
+/// Whether sixteen lanes run as vectors here (a cached load after the first
+/// call); without AVX-512 they would be no faster than four.
+fn wide_lanes() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vl")
@@ -137,38 +137,28 @@ pub fn wide_lanes() -> bool {
     }
 }
 
-/// How many lanes one call should use for `bodies` bodies waiting: the width
-/// that costs least per byte hashed, counting the lanes that would run empty.
+/// Hashes `data[l]` into `state[l]` for each lane, all in one pass. `data`'s
+/// slices must all be the same length, a multiple of [`BLOCK_BYTES`]; there are
+/// 1 to [`MAX_LANES`] of them. `allow_wide` lets five or more bodies share
+/// sixteen AVX-512 lanes when the CPU has them; otherwise they go four at a
+/// time.
+///
+/// The width is the one that costs least per byte, counting the lanes that run
+/// empty (filled with a copy of the first body, whose result is thrown away).
 /// Measured on a Sapphire Rapids core (`cargo bench --bench erasure --
 /// md5-lanes`, MiB/s over all lanes): 1 lane 500, 2 lanes 919, 4 lanes 1232,
 /// 16 lanes with AVX-512 4090.
-pub fn width_for(bodies: usize, wide: bool) -> usize {
-    match bodies {
-        0 | 1 => 1,
-        2 => 2,
-        3 | 4 => 4,
-        _ if wide => MAX_LANES,
-        _ => 4,
-    }
-}
-
-/// Hashes `data[l]` into `state[l]` for each lane, all in one pass. `data`'s
-/// slices must all be the same length, a multiple of [`BLOCK_BYTES`]; there are
-/// 1 to [`MAX_LANES`] of them. Lanes beyond the chosen width's need are filled
-/// with a copy of the first, whose result is thrown away.
-pub fn compress(state: &mut [[u32; 4]], data: &[&[u8]], wide: bool) {
+pub fn compress(state: &mut [[u32; 4]], data: &[&[u8]], allow_wide: bool) {
     let n = data.len();
     assert!(n == state.len() && (1..=MAX_LANES).contains(&n), "{n} lanes");
     let len = data[0].len();
     assert!(len.is_multiple_of(BLOCK_BYTES) && data.iter().all(|d| d.len() == len), "unequal or partial blocks");
-    match width_for(n, wide) {
+    match n {
         1 => run::<1>(state, data, lanes::<1>),
         2 => run::<2>(state, data, lanes::<2>),
-        4 if n <= 4 => run::<4>(state, data, lanes::<4>),
-        // `wide` is the caller's choice; the CPU is asked again (a cached
-        // load) so that no caller can reach AVX-512 code on a CPU without it.
+        3 | 4 => run::<4>(state, data, lanes::<4>),
         #[cfg(target_arch = "x86_64")]
-        MAX_LANES if wide && wide_lanes() => {
+        _ if allow_wide && wide_lanes() => {
             // SAFETY: `wide_lanes()` just checked that the CPU has AVX-512F and VL.
             run::<16>(state, data, |s, d| unsafe { lanes16_avx512(s, d) })
         }
@@ -221,7 +211,7 @@ mod tests {
         use md5::Digest;
         let len = 64 * 37;
         for n in 1..=MAX_LANES {
-            for wide in [false, wide_lanes()] {
+            for wide in [false, true] {
                 let bodies: Vec<Vec<u8>> = (0..n).map(|l| body(l, len)).collect();
                 let data: Vec<&[u8]> = bodies.iter().map(|b| &b[..]).collect();
                 let mut state = vec![INITIAL; n];
@@ -238,7 +228,7 @@ mod tests {
     #[test]
     fn an_empty_pass_leaves_the_state_alone() {
         let mut state = [[1, 2, 3, 4], [5, 6, 7, 8]];
-        compress(&mut state, &[&[], &[]], wide_lanes());
+        compress(&mut state, &[&[], &[]], true);
         assert_eq!(state, [[1, 2, 3, 4], [5, 6, 7, 8]]);
     }
 }

@@ -10,8 +10,8 @@
 mod lanes;
 mod shared;
 
-pub use lanes::{BLOCK_BYTES, MAX_LANES, compress, wide_lanes, width_for};
-pub use shared::{Hashing, SHARED_MIN_BYTES, begin, forget_waiting, hashed_bytes, shared_bytes};
+pub use lanes::{BLOCK_BYTES, MAX_LANES, compress};
+pub use shared::{Hashing, begin, forget_waiting, hashed_bytes};
 
 /// A streaming MD5: the chaining state, the bytes of a block not yet complete,
 /// and the length so far.

@@ -26,12 +26,12 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::Md5;
-use super::lanes::{self, BLOCK_BYTES, MAX_LANES};
+use super::lanes::{BLOCK_BYTES, MAX_LANES, compress};
 
 /// Whole-block bytes below which a body is hashed alone at once: joining the
 /// list costs a trip through the reactor (microseconds), which pays off only
 /// against a pass that takes a good fraction of a millisecond.
-pub const SHARED_MIN_BYTES: usize = 64 * 1024;
+const SHARED_MIN_BYTES: usize = 64 * 1024;
 
 /// Bytes of each body hashed per pass before the core polls its I/O again.
 /// Alone, a pass takes about half a millisecond; the trip through the reactor
@@ -67,8 +67,6 @@ thread_local! {
     static WAITING: RefCell<Vec<Rc<Waiting>>> = const { RefCell::new(Vec::new()) };
     /// Whether this core's hasher task is running.
     static HASHER_RUNNING: Cell<bool> = const { Cell::new(false) };
-    /// Whether this CPU runs sixteen lanes as vectors (asked once).
-    static WIDE: bool = lanes::wide_lanes();
     /// Body bytes this thread hashed through `begin`, and of those, the bytes
     /// hashed in passes shared by more than one body.
     static HASHED_BYTES: Cell<u64> = const { Cell::new(0) };
@@ -80,11 +78,6 @@ thread_local! {
 /// tests to see that lanes were used.
 pub fn hashed_bytes() -> (u64, u64) {
     (HASHED_BYTES.with(Cell::get), SHARED_BYTES.with(Cell::get))
-}
-
-/// Bytes this thread has hashed side by side with another body.
-pub fn shared_bytes() -> u64 {
-    hashed_bytes().1
 }
 
 /// A block of a body on its way through the hasher; [`Hashing::finish`] gives
@@ -183,7 +176,6 @@ fn pass() {
         w.retain(|b| Rc::strong_count(b) > 1 && b.remaining() > 0);
         w.clone()
     });
-    let wide = WIDE.with(|w| *w);
     let mut budget: Vec<usize> = bodies.iter().map(|b| b.remaining().min(PASS_BYTES)).collect();
     loop {
         let mut batch = [0usize; MAX_LANES];
@@ -197,9 +189,6 @@ fn pass() {
         if n == 0 {
             break;
         }
-        // Without wide lanes, a pass of more than four gains nothing over
-        // passes of four: take four now, the rest next time round.
-        let n = if wide { n } else { n.min(4) };
         let batch = &batch[..n];
         let step = batch.iter().map(|&i| budget[i]).min().unwrap_or(0);
         let mut states = [[0u32; 4]; MAX_LANES];
@@ -210,7 +199,7 @@ fn pass() {
             states[lane] = body.state.get();
             slices[lane] = &body.data[at..at + step];
         }
-        lanes::compress(&mut states[..n], &slices[..n], wide);
+        compress(&mut states[..n], &slices[..n], true);
         for (lane, &i) in batch.iter().enumerate() {
             let body = &bodies[i];
             body.state.set(states[lane]);
@@ -277,15 +266,16 @@ mod tests {
                     let want: [u8; 16] = md5::Md5::digest(data).into();
                     assert_eq!(got, want, "body of {} bytes", data.len());
                 }
-                assert!(shared_bytes() > 0, "no pass hashed two bodies together");
+                assert!(hashed_bytes().1 > 0, "no pass hashed two bodies together");
                 assert!(WAITING.with(|w| w.borrow().is_empty()), "finished bodies left on the list");
             })
             .expect("executor");
         ex.join().expect("join");
     }
 
-    /// A PUT dropped while its body waits must not stop the others, and its
-    /// entry must leave the list.
+    /// A PUT dropped while its body waits: its body leaves the list at the
+    /// next pass instead of being hashed to its end (32 more passes), and the
+    /// others still finish.
     #[test]
     fn a_dropped_put_leaves_the_others_to_finish() {
         let ex = LocalExecutorBuilder::default()
@@ -293,7 +283,12 @@ mod tests {
                 let abandoned =
                     glommio::spawn_local(async { begin(Md5::new(), body(19, 8 << 20)).finish().await.finalize() });
                 glommio::timer::sleep(Duration::from_micros(100)).await;
-                drop(abandoned);
+                assert_eq!(WAITING.with(|w| w.borrow().len()), 1, "the body is not waiting");
+                // Dropped: its future (and its hold on the body) is gone.
+                assert!(abandoned.cancel().await.is_none(), "the abandoned PUT finished");
+                // The hasher's next pass (its 1 µs sleep ends first) lets it go.
+                glommio::timer::sleep(Duration::from_millis(5)).await;
+                assert!(WAITING.with(|w| w.borrow().is_empty()), "the dropped body is still listed");
                 let data = body(23, 3 << 20);
                 let md5 = begin(Md5::new(), data.clone()).finish().await;
                 let want: [u8; 16] = md5::Md5::digest(&data).into();
