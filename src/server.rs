@@ -65,6 +65,9 @@ pub fn run(opts: ServerOptions) -> Result<(), String> {
             list.join("\n")
         ));
     }
+    for warning in crate::tune::start_warnings(cores) {
+        tracing::warn!("{}: {} (advice: {})", warning.what, warning.detail, warning.advice);
+    }
     for (addr, flag) in [(Some(opts.address), "--address"), (opts.console_address, "--console-address")] {
         if let Some(addr) = addr {
             crate::http::server::check_free(addr).map_err(|e| {

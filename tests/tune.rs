@@ -67,3 +67,72 @@ fn too_few_open_files_is_fatal_for_check_and_server() {
     assert!(report.contains("cannot run basalt") && report.contains("nofile"), "{report}");
     assert!(!dir.path().join("d1").exists(), "the server refused before touching the drives");
 }
+
+/// The `VmPin` line of a process's status, in bytes (0 when absent).
+fn pinned_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmPin:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib << 10)
+}
+
+/// Each executor's I/O arena is registered with io_uring, which the kernel
+/// shows as pinned memory (once per ring); where the locked-memory limit
+/// forbids that, the server says so at start, as `tune check` does.
+#[test]
+fn server_registers_its_io_buffers_or_says_why_not() {
+    use std::io::Read;
+    const CORES: u64 = 2;
+    let check = basalt().args(["tune", "check", "--cores", &CORES.to_string()]).output().unwrap();
+    let report = text(&check);
+    let memlock = report.lines().find(|l| l.contains("locked memory (memlock)")).expect("a memlock line").to_string();
+    let registrable = memlock.starts_with("OK");
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = basalt()
+        .args(["server", "--cores", &CORES.to_string(), "--address", "127.0.0.1:0"])
+        .arg(dir.path().join("d{1...4}"))
+        .env("BASALT_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut stderr = server.stderr.take().unwrap();
+    let reader = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                log.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    let arena = basalt::runtime::IO_MEMORY_BYTES_PER_CORE as u64;
+    let want = CORES * basalt::tune::IO_BUFFER_REGISTRATIONS * arena;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut pinned = 0;
+    let seen = loop {
+        pinned = pinned.max(pinned_bytes(server.id()));
+        let said = log.lock().unwrap().contains("to be registered with io_uring");
+        let done = if registrable { pinned >= want } else { said };
+        if done || std::time::Instant::now() > deadline || server.try_wait().unwrap().is_some() {
+            break done;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let _ = server.kill();
+    let _ = server.wait();
+    reader.join().unwrap();
+    let log = log.lock().unwrap().clone();
+    if registrable {
+        assert!(seen, "{memlock}\npinned {pinned} bytes, want {want} ({CORES} cores x 3 rings x {arena}):\n{log}");
+        assert!(!log.contains("to be registered with io_uring"), "{log}");
+    } else {
+        assert!(seen, "{memlock}\nthe server did not warn:\n{log}");
+        assert_eq!(pinned, 0, "{log}");
+    }
+}
