@@ -22,7 +22,8 @@
 //!
 //! - `md5-lanes`: the ETag's MD5 of 1 MiB blocks of several bodies at once
 //!   (`src/etag/`): the md-5 crate and basalt's own MD5 alone, then 2, 4 and 16
-//!   bodies hashed side by side in one pass, 16 with AVX-512 where the CPU has it.
+//!   bodies hashed side by side in one pass: in 128-bit lanes (1 to 4 bodies)
+//!   and 512-bit ones (16) where the CPU has AVX-512, else in scalar lanes.
 //!   Throughput counts every body's bytes.
 //!
 //! Throughput is bytes of block data per second, not shard bytes, so layouts compare.
