@@ -274,15 +274,20 @@ mod tests {
     }
 
     /// A PUT dropped while its body waits: its body leaves the list at the
-    /// next pass instead of being hashed to its end (32 more passes), and the
+    /// next pass instead of being hashed to its end (256 more passes), and the
     /// others still finish.
     #[test]
     fn a_dropped_put_leaves_the_others_to_finish() {
         let ex = LocalExecutorBuilder::default()
             .spawn(|| async {
+                // Large enough that it cannot be hashed to its end before this
+                // task runs again, however the executor orders the two.
                 let abandoned =
-                    glommio::spawn_local(async { begin(Md5::new(), body(19, 8 << 20)).finish().await.finalize() });
-                glommio::timer::sleep(Duration::from_micros(100)).await;
+                    glommio::spawn_local(async { begin(Md5::new(), body(19, 64 << 20)).finish().await.finalize() });
+                let listed = std::time::Instant::now() + Duration::from_secs(5);
+                while WAITING.with(|w| w.borrow().is_empty()) && std::time::Instant::now() < listed {
+                    glommio::timer::sleep(Duration::from_micros(100)).await;
+                }
                 assert_eq!(WAITING.with(|w| w.borrow().len()), 1, "the body is not waiting");
                 // Dropped: its future (and its hold on the body) is gone.
                 assert!(abandoned.cancel().await.is_none(), "the abandoned PUT finished");
