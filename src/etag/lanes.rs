@@ -303,30 +303,29 @@ const WIDE_MIN_BODIES: usize = 5;
 
 /// Hashes `data[l]` into `state[l]` for each lane, all in one pass. `data`'s
 /// slices must all be the same length, a multiple of [`BLOCK_BYTES`]; there are
-/// 1 to [`MAX_LANES`] of them. `allow_wide` lets [`WIDE_MIN_BODIES`] or more
-/// bodies share sixteen 512-bit lanes when the CPU has AVX-512.
+/// 1 to [`MAX_LANES`] of them.
 ///
-/// With AVX-512VL, bodies go four at a time into 128-bit lanes (even one body:
-/// it runs faster there than in scalar code); without it, in scalar lanes, the
-/// width that costs least per byte. Lanes that run empty are filled with a copy
+/// With AVX-512VL, up to four bodies go into 128-bit lanes (even one body: it
+/// runs faster there than in scalar code), [`WIDE_MIN_BODIES`] or more into
+/// sixteen 512-bit lanes; without it, into scalar lanes, the width that costs
+/// least per byte. Lanes that run empty are filled with a copy
 /// of the first body, whose result is thrown away. Measured on a Sapphire
 /// Rapids core (`cargo bench --bench erasure -- md5-lanes`, MiB/s over all
 /// lanes): scalar 1 lane 500, 2 lanes 919, 4 lanes 1232; 128-bit lanes 556 for
 /// one body, 1107 for two, 2229 for four; sixteen 512-bit lanes 7322.
-pub fn compress(state: &mut [[u32; 4]], data: &[&[u8]], allow_wide: bool) {
+pub fn compress(state: &mut [[u32; 4]], data: &[&[u8]]) {
     let n = data.len();
     assert!(n == state.len() && (1..=MAX_LANES).contains(&n), "{n} lanes");
     let len = data[0].len();
     assert!(len.is_multiple_of(BLOCK_BYTES) && data.iter().all(|d| d.len() == len), "unequal or partial blocks");
     #[cfg(target_arch = "x86_64")]
     if avx512_lanes() {
-        if allow_wide && n >= WIDE_MIN_BODIES {
-            // SAFETY: `avx512_lanes()` just checked that the CPU has AVX-512F and VL.
-            return run::<16>(state, data, |s, d| unsafe { lanes16_avx512(s, d) });
-        }
-        for (s, d) in state.chunks_mut(4).zip(data.chunks(4)) {
-            // SAFETY: as above.
-            run::<4>(s, d, |s, d| unsafe { lanes4_avx512vl(s, d) });
+        // SAFETY (both): `avx512_lanes()` just checked that the CPU has
+        // AVX-512F and VL.
+        if n >= WIDE_MIN_BODIES {
+            run::<16>(state, data, |s, d| unsafe { lanes16_avx512(s, d) });
+        } else {
+            run::<4>(state, data, |s, d| unsafe { lanes4_avx512vl(s, d) });
         }
         return;
     }
@@ -388,16 +387,14 @@ mod tests {
         use md5::Digest;
         let len = 64 * 37;
         for n in 1..=MAX_LANES {
-            for wide in [false, true] {
-                let bodies: Vec<Vec<u8>> = (0..n).map(|l| body(l, len)).collect();
-                let data: Vec<&[u8]> = bodies.iter().map(|b| &b[..]).collect();
-                let mut state = vec![INITIAL; n];
-                compress(&mut state, &data, wide);
-                for l in 0..n {
-                    let got = digest_via(state[l], len, |s, b| compress(std::slice::from_mut(s), &[b], false));
-                    let want: [u8; 16] = md5::Md5::digest(&bodies[l]).into();
-                    assert_eq!(got, want, "{n} lanes (wide {wide}), lane {l}");
-                }
+            let bodies: Vec<Vec<u8>> = (0..n).map(|l| body(l, len)).collect();
+            let data: Vec<&[u8]> = bodies.iter().map(|b| &b[..]).collect();
+            let mut state = vec![INITIAL; n];
+            compress(&mut state, &data);
+            for l in 0..n {
+                let got = digest_via(state[l], len, |s, b| compress(std::slice::from_mut(s), &[b]));
+                let want: [u8; 16] = md5::Md5::digest(&bodies[l]).into();
+                assert_eq!(got, want, "{n} lanes, lane {l}");
             }
         }
     }
@@ -424,7 +421,7 @@ mod tests {
     #[test]
     fn an_empty_pass_leaves_the_state_alone() {
         let mut state = [[1, 2, 3, 4], [5, 6, 7, 8]];
-        compress(&mut state, &[&[], &[]], true);
+        compress(&mut state, &[&[], &[]]);
         assert_eq!(state, [[1, 2, 3, 4], [5, 6, 7, 8]]);
     }
 }

@@ -61,7 +61,7 @@ impl Md5 {
         self.total_bytes += take as u64;
         if self.partial_len == BLOCK_BYTES {
             let block = self.partial;
-            compress(std::slice::from_mut(&mut self.state), &[&block], false);
+            compress(std::slice::from_mut(&mut self.state), &[&block]);
             self.partial_len = 0;
         }
         &data[take..]
@@ -69,7 +69,7 @@ impl Md5 {
 
     /// Hashes whole blocks alone.
     fn compress_alone(&mut self, whole: &[u8]) {
-        compress(std::slice::from_mut(&mut self.state), &[whole], false);
+        compress(std::slice::from_mut(&mut self.state), &[whole]);
         self.total_bytes += whole.len() as u64;
     }
 

@@ -199,7 +199,7 @@ fn pass() {
             states[lane] = body.state.get();
             slices[lane] = &body.data[at..at + step];
         }
-        compress(&mut states[..n], &slices[..n], true);
+        compress(&mut states[..n], &slices[..n]);
         for (lane, &i) in batch.iter().enumerate() {
             let body = &bodies[i];
             body.state.set(states[lane]);
