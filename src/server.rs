@@ -56,6 +56,7 @@ pub fn run(opts: ServerOptions) -> Result<(), String> {
     let local_paths: Vec<PathBuf> =
         topology.local_drives().iter().map(|d| topology.endpoints[*d].path.clone()).collect();
     let session_ttl_secs = crate::console::session::ttl_from_lookup(|k| std::env::var(k).ok())?;
+    crate::drive::journal::set_enabled(crate::drive::journal::from_lookup(|k| std::env::var(k).ok())?);
     let cores = opts.cores.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let fatal = crate::tune::fatal_problems(&local_paths, cores);
     if !fatal.is_empty() {

@@ -36,6 +36,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 #[derive(Default)]
 pub struct NewDirs {
     creating: Mutex<HashMap<PathBuf, usize>>,
+    /// Directories the journal's records created without syncs, with the
+    /// generation of the journal file whose checkpoint makes them durable.
+    journaled: Mutex<HashMap<PathBuf, u64>>,
     /// Directory fsyncs run.
     #[cfg(test)]
     fsyncs: std::sync::atomic::AtomicUsize,
@@ -46,6 +49,24 @@ impl NewDirs {
         // Only counters live behind the lock, each updated in one step: a
         // panic elsewhere cannot leave them half-changed.
         self.creating.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Lists directories a journal record created, until the checkpoint of
+    /// `generation`.
+    pub fn note_journaled(&self, dirs: &[PathBuf], generation: u64) {
+        if dirs.is_empty() {
+            return;
+        }
+        let mut journaled = self.journaled.lock().unwrap_or_else(PoisonError::into_inner);
+        for d in dirs {
+            journaled.insert(d.clone(), generation);
+        }
+    }
+
+    /// The checkpoint of `generation` (and so of every older one) made its
+    /// directories durable.
+    pub fn forget_journaled(&self, generation: u64) {
+        self.journaled.lock().unwrap_or_else(PoisonError::into_inner).retain(|_, g| *g > generation);
     }
 
     /// [`sync_dir`], counted in tests.
@@ -75,9 +96,10 @@ impl NewDirs {
         // Existing directories from here up to `stop` that are not durable yet.
         let unsynced: Vec<PathBuf> = {
             let creating = self.lock();
+            let journaled = self.journaled.lock().unwrap_or_else(PoisonError::into_inner);
             cur.ancestors()
                 .take_while(|a| *a != stop && a.starts_with(stop))
-                .filter(|a| creating.contains_key(*a))
+                .filter(|a| creating.contains_key(*a) || journaled.contains_key(*a))
                 .map(Path::to_path_buf)
                 .collect()
         };

@@ -7,6 +7,7 @@
 //! executor never blocks.
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -14,11 +15,12 @@ use glommio::io::{DmaFile, ReadResult};
 
 use super::durable::{self, NewDirs};
 use super::format::{self, Format};
+use super::journal::{self, Journal, Record};
 use super::ops::{DiskInfo, DriveOp, DriveReply, VolumeInfo};
 use super::writer::LocalWriter;
 use super::{
     BUCKET_META_FILE, DriveError, DriveResult, META_TMP_PREFIX, MULTIPART_DIR, RESERVED_PREFIX, SYS_VOLUME, TMP_DIR,
-    meta, walk,
+    walk,
 };
 
 /// A single `ReadAll`/`ReadAt` may not ask for more than this: it is a block's
@@ -48,6 +50,9 @@ pub struct LocalDrive {
     open_reads: std::cell::RefCell<std::collections::VecDeque<OpenRead>>,
     /// Directories being created by the metadata operations running now.
     new_dirs: Arc<NewDirs>,
+    /// Where object commits and deletes are made durable (`journal`); `None`
+    /// when `BASALT_METADATA_JOURNAL=off`.
+    journal: Option<Rc<Journal>>,
 }
 
 impl LocalDrive {
@@ -57,10 +62,12 @@ impl LocalDrive {
         {
             tracing::warn!(drive = %root.display(), "drive is on tmpfs: O_DIRECT is impossible there, using buffered I/O");
         }
+        let new_dirs: Arc<NewDirs> = Arc::default();
         LocalDrive {
+            journal: journal::enabled().then(|| Journal::new(root.clone(), new_dirs.clone())),
             root,
             index,
-            new_dirs: Arc::default(),
+            new_dirs,
             format: std::cell::RefCell::new(format),
             open_reads: std::cell::RefCell::new(std::collections::VecDeque::new()),
         }
@@ -77,18 +84,7 @@ impl LocalDrive {
     /// Resolves a volume-relative path, refusing anything that could leave the
     /// drive: paths arrive from other cores and other nodes, so check them here.
     fn resolve(&self, volume: &str, path: &str) -> DriveResult<PathBuf> {
-        let bad = || DriveError::InvalidPath(format!("{volume}/{path}"));
-        if volume.is_empty() || volume.contains('/') || volume == "." || volume == ".." || volume.contains('\0') {
-            return Err(bad());
-        }
-        if path.contains('\0') || path.starts_with('/') {
-            return Err(bad());
-        }
-        let trimmed = path.strip_suffix('/').unwrap_or(path);
-        if !trimmed.is_empty() && trimmed.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
-            return Err(bad());
-        }
-        Ok(self.root.join(volume).join(trimmed))
+        resolve(&self.root, volume, path)
     }
 
     fn tmp_file(&self) -> PathBuf {
@@ -189,8 +185,30 @@ impl LocalDrive {
         }
     }
 
+    /// Waits until no live journal record touches what `op` changes without
+    /// the journal (see `journal`'s invariants).
+    async fn settle_for(&self, op: &DriveOp) {
+        let Some(j) = &self.journal else { return };
+        match op {
+            // (Making a volume needs no settling: a record whose bucket was
+            // missing failed and was voided, so no redo lands in a new one.)
+            DriveOp::DeleteVolume { volume } => j.settle(volume, "").await,
+            DriveOp::WriteAll { volume, path, .. } | DriveOp::Delete { volume, path, .. } => {
+                j.settle(volume, path).await
+            }
+            DriveOp::RenameFile { src_volume, src_path, dst_volume, dst_path } => {
+                j.settle(src_volume, src_path).await;
+                j.settle(dst_volume, dst_path).await;
+            }
+            DriveOp::RenameData { src_dir: Some(_), volume, key_dir, .. }
+            | DriveOp::UndoRename { volume, key_dir, .. } => j.settle(volume, key_dir).await,
+            _ => {}
+        }
+    }
+
     async fn execute_inner(&self, op: DriveOp) -> DriveResult<DriveReply> {
         self.forget_for(&op);
+        self.settle_for(&op).await;
         match op {
             DriveOp::MakeVolume { volume, created_ns } => {
                 let dir = self.resolve(&volume, "")?;
@@ -208,6 +226,10 @@ impl LocalDrive {
                 Ok(DriveReply::Done)
             }
             DriveOp::HealVolume { volume, created_ns } => {
+                // A wiped drive's journal files went with it: make them anew.
+                if let Some(j) = &self.journal {
+                    j.reopen_if_gone().await;
+                }
                 self.heal_volume(&volume, created_ns).await?;
                 Ok(DriveReply::Done)
             }
@@ -302,6 +324,10 @@ impl LocalDrive {
                 rename_making_parent(&src, &dst).await?;
                 Ok(DriveReply::Done)
             }
+            DriveOp::RenameData { src_dir: None, volume, key_dir, meta_name, meta, .. } if self.journal.is_some() => {
+                let old = self.commit_journaled(volume, key_dir, meta_name, meta).await?;
+                Ok(DriveReply::OldMeta(old))
+            }
             DriveOp::RenameData { src_dir, volume, key_dir, data_dir, meta_name, meta } => {
                 let old = self.rename_data(src_dir, &volume, &key_dir, data_dir, &meta_name, meta).await?;
                 Ok(DriveReply::OldMeta(old))
@@ -327,6 +353,10 @@ impl LocalDrive {
                 .await?;
                 Ok(DriveReply::Done)
             }
+            DriveOp::DeleteObject { volume, key_dir, meta_name } if self.journal.is_some() => {
+                self.delete_journaled(volume, key_dir, meta_name).await?;
+                Ok(DriveReply::Done)
+            }
             DriveOp::DeleteObject { volume, key_dir, meta_name } => {
                 let stop = self.resolve(&volume, "")?;
                 let dir = self.resolve(&volume, &key_dir)?;
@@ -338,7 +368,7 @@ impl LocalDrive {
                         return Err(DriveError::FileNotFound);
                     };
                     // A corrupt metadata file is still removed; its data directory is then unknown.
-                    let data_dir = meta::decode(&Bytes::from(file)).ok().and_then(|(m, _)| m.data_dir);
+                    let data_dir = journal::data_dir_of(&file);
                     remove_path(&meta_path, false).map_err(|e| DriveError::from_io(&e))?;
                     if let Some(data_dir) = data_dir {
                         let data = dir.join(check_name(&data_dir)?);
@@ -466,6 +496,82 @@ impl LocalDrive {
             Ok(old.map(Bytes::from))
         })
         .await
+    }
+
+    fn journal(&self) -> DriveResult<&Rc<Journal>> {
+        self.journal.as_ref().ok_or_else(|| DriveError::Io("the metadata journal is off".into()))
+    }
+
+    /// Commits a version that has no staged data (an inline object) through
+    /// the journal: durable once its record is, then carried out with no
+    /// syncs. Returns the metadata file it replaced.
+    async fn commit_journaled(
+        &self,
+        volume: String,
+        key_dir: String,
+        meta_name: String,
+        meta: Bytes,
+    ) -> DriveResult<Option<Bytes>> {
+        // A path the drive refuses is never journaled.
+        self.resolve(&volume, &key_dir)?;
+        check_name(&meta_name)?;
+        let record = Record::Put {
+            volume: volume.clone(),
+            key_dir: key_dir.clone(),
+            meta_name: meta_name.clone(),
+            meta: meta.clone(),
+        };
+        let (root, new_dirs) = (self.root.clone(), self.new_dirs.clone());
+        self.journaled(record, move |generation| {
+            journal::apply_put(&root, &new_dirs, generation, &volume, &key_dir, &meta_name, &meta)
+        })
+        .await
+    }
+
+    /// Removes an object through the journal: reads which data directory its
+    /// metadata names, makes the removal's record durable, then removes with
+    /// no syncs. A corrupt metadata file is still removed (its data directory
+    /// is then unknown); a missing one is `FileNotFound`.
+    async fn delete_journaled(&self, volume: String, key_dir: String, meta_name: String) -> DriveResult<()> {
+        let dir = self.resolve(&volume, &key_dir)?;
+        let meta_path = dir.join(check_name(&meta_name)?);
+        let data_dir =
+            run(move || match durable::read_optional(&meta_path, MAX_READ_BYTES).map_err(|e| meta_read_error(&e))? {
+                Some(file) => Ok(journal::data_dir_of(&file)),
+                None => Err(DriveError::FileNotFound),
+            })
+            .await?;
+        if let Some(d) = &data_dir {
+            check_name(d)?;
+        }
+        let record = Record::Delete {
+            volume: volume.clone(),
+            key_dir: key_dir.clone(),
+            meta_name: meta_name.clone(),
+            data_dir: data_dir.clone(),
+        };
+        let root = self.root.clone();
+        self.journaled(record, move |_| {
+            journal::apply_delete(&root, &volume, &key_dir, &meta_name, data_dir.as_deref())
+        })
+        .await
+    }
+
+    /// Makes `record` durable in the journal, then carries out its effect with
+    /// `apply` (given the record's generation) on the blocking pool; an effect
+    /// that fails voids the record.
+    async fn journaled<T: Send + 'static>(
+        &self,
+        record: Record,
+        apply: impl FnOnce(u64) -> DriveResult<T> + Send + 'static,
+    ) -> DriveResult<T> {
+        let applying = self.journal()?.append(&record).await?;
+        let generation = applying.generation();
+        let r = run(move || apply(generation)).await;
+        if r.is_err() {
+            applying.void().await;
+        }
+        r
     }
 
     /// Replaces `path` durably (see [`durable::replace`]), creating its
@@ -606,8 +712,24 @@ struct BucketMeta {
     created_ns: i64,
 }
 
+/// `root/volume/path`, refusing anything that could leave the drive.
+pub(super) fn resolve(root: &Path, volume: &str, path: &str) -> DriveResult<PathBuf> {
+    let bad = || DriveError::InvalidPath(format!("{volume}/{path}"));
+    if volume.is_empty() || volume.contains('/') || volume == "." || volume == ".." || volume.contains('\0') {
+        return Err(bad());
+    }
+    if path.contains('\0') || path.starts_with('/') {
+        return Err(bad());
+    }
+    let trimmed = path.strip_suffix('/').unwrap_or(path);
+    if !trimmed.is_empty() && trimmed.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        return Err(bad());
+    }
+    Ok(root.join(volume).join(trimmed))
+}
+
 /// A single path segment chosen by basalt (a metadata file or data directory name).
-fn check_name(name: &str) -> DriveResult<&str> {
+pub(super) fn check_name(name: &str) -> DriveResult<&str> {
     if name.is_empty() || name.contains('/') || name == "." || name == ".." || !name.starts_with(RESERVED_PREFIX) {
         return Err(DriveError::InvalidPath(name.to_string()));
     }
@@ -679,7 +801,7 @@ fn replace_file(
 }
 
 /// Removes now-empty directories from `dir` up to (not including) `stop`.
-fn prune(dir: &Path, stop: &Path) {
+pub(super) fn prune(dir: &Path, stop: &Path) {
     let mut cur = dir;
     while cur != stop && cur.starts_with(stop) {
         if std::fs::remove_dir(cur).is_err() {
@@ -736,7 +858,7 @@ async fn rename_making_parent(src: &Path, dst: &Path) -> DriveResult<()> {
     }
 }
 
-fn remove_path(path: &Path, recursive: bool) -> std::io::Result<()> {
+pub(super) fn remove_path(path: &Path, recursive: bool) -> std::io::Result<()> {
     let r = match std::fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() && recursive => std::fs::remove_dir_all(path),
         Ok(m) if m.is_dir() => std::fs::remove_dir(path),

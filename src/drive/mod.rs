@@ -13,6 +13,7 @@
 mod durable;
 pub mod format;
 mod handle;
+pub mod journal;
 pub mod lend;
 mod local;
 pub mod meta;

@@ -482,7 +482,23 @@ fn activate_core(ctx: &CoreCtx, formatted: &format::Formatted) {
 }
 
 /// Empties the temp folders of these drives: leftovers of interrupted writes.
+/// Before the drives serve: redoes what their metadata journals hold (see
+/// `drive::journal`), then empties their temp areas. A journal that cannot be
+/// redone is moved aside, kept for a person to look at; heal restores from the
+/// other drives whatever it held.
 fn clean_tmp(roots: &[PathBuf]) {
+    for root in roots {
+        match crate::drive::journal::recover(root) {
+            Ok(r) if r.redone + r.skipped == 0 => {}
+            Ok(r) => {
+                tracing::info!(drive = %root.display(), redone = r.redone, skipped = r.skipped, "redid the metadata journal")
+            }
+            Err(e) => {
+                tracing::error!(drive = %root.display(), error = %e, "cannot redo the metadata journal; moving it aside");
+                crate::drive::journal::set_aside(root);
+            }
+        }
+    }
     for root in roots {
         match format::clean_tmp(root) {
             Ok(0) => {}
