@@ -55,9 +55,11 @@ use super::{DriveError, DriveResult, META_TMP_PREFIX, SYS_VOLUME, meta};
 
 /// Bytes of each of a drive's two journal files. A record is a metadata file
 /// (at most an inline object's shard, under 128 KiB, plus its header), so a
-/// file holds from about a hundred of the largest inline records to a few
-/// thousand 4 KiB ones before it is checkpointed.
-pub const JOURNAL_FILE_BYTES: u64 = 16 << 20;
+/// file holds from over a hundred of the largest inline records to some three
+/// thousand of a 4 KiB object's before it is checkpointed. Each is written in
+/// full when made (in the background, before it is needed), so that commits
+/// never wait for one.
+pub const JOURNAL_FILE_BYTES: u64 = 8 << 20;
 
 /// The journal files, in the drive's system folder.
 pub const JOURNAL_FILES: [&str; 2] = ["journal.0", "journal.1"];
@@ -435,7 +437,7 @@ fn prepare_file(path: &Path) -> io::Result<()> {
     if std::fs::metadata(path).is_ok_and(|m| m.len() == JOURNAL_FILE_BYTES) {
         return Ok(());
     }
-    let tmp = path.with_extension("new");
+    let tmp = path.with_extension(format!("new.{}", uuid::Uuid::new_v4().simple()));
     let zeros = vec![0u8; 1 << 20];
     let made = (|| {
         let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
@@ -691,6 +693,13 @@ impl Journal {
             Ok(n) if n == size => {
                 s.offset += size as u64;
                 s.seq += 1;
+                let half = JOURNAL_FILE_BYTES / 2;
+                let next_unready =
+                    s.offset >= half && s.offset - (size as u64) < half && st.slots[1 - slot].file.is_none();
+                drop(st);
+                if next_unready {
+                    self.warm(1 - slot);
+                }
                 Ok((generation, seq))
             }
             other => {
@@ -726,8 +735,21 @@ impl Journal {
             .await
             .map_err(DriveError::from_glommio)?;
         let file = Rc::new(file);
-        self.state.borrow_mut().slots[slot].file = Some(file.clone());
-        Ok(file)
+        // Another caller may have opened it meanwhile: one handle is kept.
+        Ok(self.state.borrow_mut().slots[slot].file.get_or_insert(file).clone())
+    }
+
+    /// Makes `slot`'s file ready in the background, so that no commit waits
+    /// while 8 MiB of zeros are written: the first at start, the other once
+    /// the active one is half full.
+    pub fn warm(self: &Rc<Self>, slot: usize) {
+        let journal = self.clone();
+        glommio::spawn_local(async move {
+            if let Err(e) = journal.file(slot).await {
+                tracing::warn!(drive = %journal.root.display(), error = %e, "cannot prepare a journal file");
+            }
+        })
+        .detach();
     }
 
     /// Retires the active file (its checkpoint starts) and makes the other
@@ -760,7 +782,9 @@ impl Journal {
             };
             match wait {
                 Ok(rx) => {
+                    let waited = std::time::Instant::now();
                     let _ = rx.await;
+                    tracing::debug!(drive = %self.root.display(), ms = waited.elapsed().as_millis() as u64, "journal waited for a checkpoint to rotate");
                 }
                 Err(retired) => {
                     glommio::spawn_local(self.clone().checkpoint(retired)).detach();
@@ -787,6 +811,7 @@ impl Journal {
             };
             let _ = wait.await;
         }
+        let started = std::time::Instant::now();
         let mut delay = CHECKPOINT_RETRY_FIRST;
         loop {
             match self.sync_and_zero(slot).await {
@@ -800,6 +825,7 @@ impl Journal {
         }
         let mut st = self.state.borrow_mut();
         let generation = st.slots[slot].generation;
+        tracing::debug!(drive = %self.root.display(), generation, ms = started.elapsed().as_millis() as u64, "journal checkpoint");
         st.dirty.retain(|_, keys| {
             keys.retain(|_, g| *g != generation);
             !keys.is_empty()

@@ -64,7 +64,14 @@ impl LocalDrive {
         }
         let new_dirs: Arc<NewDirs> = Arc::default();
         LocalDrive {
-            journal: journal::enabled().then(|| Journal::new(root.clone(), new_dirs.clone())),
+            journal: journal::enabled().then(|| {
+                let j = Journal::new(root.clone(), new_dirs.clone());
+                // A formatted drive has its system folder: the first file can be made now.
+                if format.is_some() {
+                    j.warm(0);
+                }
+                j
+            }),
             root,
             index,
             new_dirs,
