@@ -288,7 +288,7 @@ impl LocalDrive {
             DriveOp::StatVolume { volume } => Ok(DriveReply::Volume(self.stat_volume(&volume).await?)),
             DriveOp::ReadAll { volume, path } => {
                 let path = self.resolve(&volume, &path)?;
-                Ok(DriveReply::Data(read_range(&path, 0, None).await?))
+                Ok(DriveReply::Data(read_whole(&path).await?))
             }
             DriveOp::WriteAll { volume, path, data } => {
                 let path = self.resolve(&volume, &path)?;
@@ -829,24 +829,21 @@ fn check_read_len(len: u64) -> DriveResult<()> {
     Ok(())
 }
 
-/// Reads `len` bytes at `offset` (or the whole file) with direct I/O.
-async fn read_range(path: &Path, offset: u64, len: Option<u64>) -> DriveResult<Bytes> {
-    let file = open_dma(path).await.map_err(DriveError::from_glommio)?;
+/// Reads a whole small file (metadata) through the page cache. These files
+/// are written with plain syscalls, and with the metadata journal their pages
+/// may not be written back yet: a direct read would first have to write them
+/// out and wait, which made a GET right after a PUT pay for a write.
+async fn read_whole(path: &Path) -> DriveResult<Bytes> {
+    let file = glommio::io::BufferedFile::open(path).await.map_err(DriveError::from_glommio)?;
     let result = async {
-        let len = match len {
-            Some(l) => l,
-            None => {
-                let size = file.file_size().await.map_err(DriveError::from_glommio)?;
-                if size > MAX_READ_BYTES {
-                    return Err(DriveError::Corrupt(format!("{} is {size} bytes, over the limit", path.display())));
-                }
-                size
-            }
-        };
-        if len == 0 {
+        let size = file.file_size().await.map_err(DriveError::from_glommio)?;
+        if size > MAX_READ_BYTES {
+            return Err(DriveError::Corrupt(format!("{} is {size} bytes, over the limit", path.display())));
+        }
+        if size == 0 {
             return Ok(Bytes::new());
         }
-        let read = file.read_at(offset, len as usize).await.map_err(DriveError::from_glommio)?;
+        let read = file.read_at(0, size as usize).await.map_err(DriveError::from_glommio)?;
         Ok(Bytes::copy_from_slice(&read))
     }
     .await;
