@@ -155,3 +155,28 @@ fn the_journal_files_take_turns_and_nothing_is_lost_across_their_checkpoints() {
     let listed = node.list(BUCKET, basalt::object::ListOptions { max_keys: 1000, ..Default::default() }).unwrap();
     assert_eq!(listed.objects.len(), n as usize);
 }
+
+#[test]
+fn a_pulled_drive_does_not_hold_a_later_change_forever() {
+    let node = Node::start(4, 2);
+    node.make_bucket(BUCKET).unwrap();
+    node.put(BUCKET, "k", b"small and journaled").unwrap();
+    node.delete(BUCKET, "k").unwrap();
+    // A drive is pulled: its root goes, live journal records and all.
+    std::fs::remove_dir_all(&node.drives[3]).unwrap();
+    // Removing the bucket first retires the records of its keys on every
+    // drive; on the pulled one that checkpoint has nothing left to sync.
+    let node = std::sync::Arc::new(node);
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let node = node.clone();
+        // A thread of its own, so that a hang fails the test instead of holding it.
+        std::thread::spawn(move || {
+            let r = node.rt().run_on(0, |ctx| async move { ctx.objects.delete_bucket(BUCKET).await });
+            let _ = tx.send(r);
+        });
+    }
+    let removed = rx.recv_timeout(std::time::Duration::from_secs(60));
+    assert!(matches!(removed, Ok(Ok(()))), "the bucket delete on three drives did not finish: {removed:?}");
+    assert!(!node.drives[0].join(BUCKET).exists());
+}

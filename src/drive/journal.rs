@@ -816,6 +816,13 @@ impl Journal {
         loop {
             match self.sync_and_zero(slot).await {
                 Ok(()) => break,
+                // The drive's root or system folder is gone (wiped, unmounted):
+                // nothing of it is left to make durable, and retrying would
+                // hold every operation that waits for this checkpoint forever.
+                Err(DriveError::FileNotFound) => {
+                    tracing::warn!(drive = %self.root.display(), "journal checkpoint found the drive gone; its records are dropped");
+                    break;
+                }
                 Err(e) => {
                     tracing::warn!(drive = %self.root.display(), error = %e, "journal checkpoint failed; retrying");
                     glommio::timer::sleep(delay).await;
