@@ -280,15 +280,27 @@ mod tests {
     fn a_dropped_put_leaves_the_others_to_finish() {
         let ex = LocalExecutorBuilder::default()
             .spawn(|| async {
-                // Large enough that it cannot be hashed to its end before this
-                // task runs again, however the executor orders the two.
-                let abandoned =
-                    glommio::spawn_local(async { begin(Md5::new(), body(19, 64 << 20)).finish().await.finalize() });
-                let listed = std::time::Instant::now() + Duration::from_secs(5);
-                while WAITING.with(|w| w.borrow().is_empty()) && std::time::Instant::now() < listed {
-                    glommio::timer::sleep(Duration::from_micros(100)).await;
-                }
-                assert_eq!(WAITING.with(|w| w.borrow().len()), 1, "the body is not waiting");
+                // Large enough that it is rarely hashed to its end before this
+                // task runs again; when a loaded machine starves this task that
+                // long, the PUT finished and proves nothing: try again.
+                let mut attempts = 0;
+                let abandoned = loop {
+                    attempts += 1;
+                    let abandoned =
+                        glommio::spawn_local(async { begin(Md5::new(), body(19, 64 << 20)).finish().await.finalize() });
+                    let listed = std::time::Instant::now() + Duration::from_secs(5);
+                    while WAITING.with(|w| w.borrow().is_empty()) && std::time::Instant::now() < listed {
+                        glommio::timer::sleep(Duration::from_micros(100)).await;
+                    }
+                    if WAITING.with(|w| w.borrow().len()) == 1 {
+                        break abandoned;
+                    }
+                    let finished = abandoned.cancel().await.is_some();
+                    assert!(
+                        finished && attempts < 5,
+                        "the body never waited (attempt {attempts}, finished: {finished})"
+                    );
+                };
                 // Dropped: its future (and its hold on the body) is gone.
                 assert!(abandoned.cancel().await.is_none(), "the abandoned PUT finished");
                 // The hasher's next pass (its 1 µs sleep ends first) lets it go.
