@@ -475,6 +475,10 @@ enum Phase {
 struct Slot {
     path: PathBuf,
     file: Option<Rc<DmaFile>>,
+    /// Held while the file is made and opened: two makers at once would each
+    /// rename a new file into place, and writes to the first one opened
+    /// would go to a file no longer at the path.
+    opening: Rc<glommio::sync::Semaphore>,
     phase: Phase,
     generation: u64,
     epoch: u64,
@@ -572,6 +576,7 @@ impl Journal {
         let slot = |i: usize, phase| Slot {
             path: sys.join(JOURNAL_FILES[i]),
             file: None,
+            opening: Rc::new(glommio::sync::Semaphore::new(1)),
             phase,
             generation: 1,
             epoch: rand_epoch(),
@@ -718,6 +723,16 @@ impl Journal {
 
     /// `slot`'s file, opened (and created if missing) on first use.
     async fn file(&self, slot: usize) -> DriveResult<Rc<DmaFile>> {
+        let opening = {
+            let st = self.state.borrow();
+            if let Some(f) = &st.slots[slot].file {
+                return Ok(f.clone());
+            }
+            st.slots[slot].opening.clone()
+        };
+        let _one_at_a_time =
+            opening.acquire_permit(1).await.map_err(|e| DriveError::Io(format!("journal file: {e}")))?;
+        // Whoever held it before may have opened the file.
         let path = {
             let st = self.state.borrow();
             if let Some(f) = &st.slots[slot].file {
@@ -735,8 +750,8 @@ impl Journal {
             .await
             .map_err(DriveError::from_glommio)?;
         let file = Rc::new(file);
-        // Another caller may have opened it meanwhile: one handle is kept.
-        Ok(self.state.borrow_mut().slots[slot].file.get_or_insert(file).clone())
+        self.state.borrow_mut().slots[slot].file = Some(file.clone());
+        Ok(file)
     }
 
     /// Makes `slot`'s file ready in the background, so that no commit waits
@@ -991,6 +1006,38 @@ mod tests {
         assert!(!overlaps("a/b", "a/bc"));
         assert!(!overlaps("a/bc", "a/b"));
         assert!(!overlaps("x", "y"));
+    }
+
+    /// A commit that arrives while its file is still being made (the warm-up
+    /// at start, or at half of the other file) writes to the file that ends
+    /// up at the path, where a restart will look for it.
+    #[test]
+    fn a_commit_racing_the_file_warm_up_lands_in_the_file_at_the_path() {
+        for round in 0..100 {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().to_path_buf();
+            std::fs::create_dir_all(root.join(SYS_VOLUME)).unwrap();
+            let r = root.clone();
+            // Several blocking threads, as the server runs with.
+            let written = glommio::LocalExecutorBuilder::default()
+                .blocking_thread_pool_placement(glommio::PoolPlacement::Unbound(4))
+                .spawn(move || async move {
+                    let journal = Journal::new(r, Arc::new(NewDirs::default()));
+                    journal.warm(0);
+                    let applying = journal.append(&put("k", b"meta")).await.unwrap();
+                    // Let the warm-up finish too before looking.
+                    journal.file(0).await.unwrap();
+                    applying.generation()
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+            let bytes = std::fs::read(root.join(SYS_VOLUME).join(JOURNAL_FILES[0])).unwrap();
+            let (generation, records) =
+                decode_file(&bytes).unwrap().unwrap_or_else(|| panic!("round {round}: no turn at the path"));
+            assert_eq!(generation, written);
+            assert_eq!(records.into_iter().map(|(_, r)| r).collect::<Vec<_>>(), vec![put("k", b"meta")]);
+        }
     }
 
     /// Records redone at start, in order, over whatever a crash left: the
