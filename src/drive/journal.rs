@@ -145,8 +145,8 @@ impl Record {
 
 /// One batch as written: a header, then records each prefixed by its length,
 /// zero-padded to [`BLOCK_BYTES`].
-fn encode_batch(generation: u64, epoch: u64, seq: u32, records: &[Vec<u8>]) -> Vec<u8> {
-    let payload: usize = records.iter().map(|r| 4 + r.len()).sum();
+fn encode_batch<R: AsRef<[u8]>>(generation: u64, epoch: u64, seq: u32, records: &[R]) -> Vec<u8> {
+    let payload: usize = records.iter().map(|r| 4 + r.as_ref().len()).sum();
     let total = (HEADER_BYTES + payload).div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
     let mut out = Vec::with_capacity(total);
     out.extend_from_slice(&MAGIC);
@@ -156,7 +156,7 @@ fn encode_batch(generation: u64, epoch: u64, seq: u32, records: &[Vec<u8>]) -> V
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&(payload as u32).to_le_bytes());
     out.extend_from_slice(&[0; 8]);
-    for r in records {
+    for r in records.iter().map(AsRef::as_ref) {
         out.extend_from_slice(&(r.len() as u32).to_le_bytes());
         out.extend_from_slice(r);
     }
@@ -326,8 +326,8 @@ pub fn apply_delete(
 }
 
 /// The data directory a metadata file names, if it decodes.
-pub fn data_dir_of(meta_bytes: &[u8]) -> Option<String> {
-    meta::decode(&Bytes::copy_from_slice(meta_bytes)).ok().and_then(|(m, _)| m.data_dir)
+pub fn data_dir_of(meta_bytes: Vec<u8>) -> Option<String> {
+    meta::decode(&Bytes::from(meta_bytes)).ok().and_then(|(m, _)| m.data_dir)
 }
 
 /// What [`recover`] found and redid on one drive.
@@ -573,12 +573,13 @@ fn overlaps(key_dir: &str, path: &str) -> bool {
 impl Journal {
     pub fn new(root: PathBuf, new_dirs: Arc<NewDirs>) -> Rc<Journal> {
         let sys = root.join(SYS_VOLUME);
-        let slot = |i: usize, phase| Slot {
+        // The free slot has generation 0 until its first turn: no record has it.
+        let slot = |i: usize, phase, generation| Slot {
             path: sys.join(JOURNAL_FILES[i]),
             file: None,
             opening: Rc::new(glommio::sync::Semaphore::new(1)),
             phase,
-            generation: 1,
+            generation,
             epoch: rand_epoch(),
             offset: 0,
             seq: 0,
@@ -589,7 +590,7 @@ impl Journal {
             root,
             new_dirs,
             state: RefCell::new(State {
-                slots: [slot(0, Phase::Active), slot(1, Phase::Free)],
+                slots: [slot(0, Phase::Active, 1), slot(1, Phase::Free, 0)],
                 active: 0,
                 pending: VecDeque::new(),
                 flushing: false,
@@ -686,7 +687,7 @@ impl Journal {
             }
             (generation, epoch, seq, offset)
         };
-        let records: Vec<Vec<u8>> = batch.iter().map(|p| p.record.clone()).collect();
+        let records: Vec<&[u8]> = batch.iter().map(|p| p.record.as_slice()).collect();
         let encoded = encode_batch(generation, epoch, seq, &records);
         debug_assert_eq!(encoded.len(), size);
         let mut buf = file.alloc_dma_buffer(encoded.len());
@@ -868,8 +869,7 @@ impl Journal {
             .await
             .map_err(|e| DriveError::from_io(&e))?;
         let file = self.file(slot).await?;
-        let zero = file.alloc_dma_buffer(BLOCK_BYTES);
-        let mut zero = zero;
+        let mut zero = file.alloc_dma_buffer(BLOCK_BYTES);
         zero.as_bytes_mut().fill(0);
         let n = file.write_at(zero, 0).await.map_err(DriveError::from_glommio)?;
         if n != BLOCK_BYTES {
@@ -906,11 +906,6 @@ impl Journal {
                 }
             }
         }
-    }
-
-    /// Whether any record is live: for tests and metrics.
-    pub fn live_keys(&self) -> usize {
-        self.state.borrow().dirty.values().map(HashMap::len).sum()
     }
 
     /// A drive being healed may have been wiped, journal files and all: a

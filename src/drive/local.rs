@@ -375,7 +375,7 @@ impl LocalDrive {
                         return Err(DriveError::FileNotFound);
                     };
                     // A corrupt metadata file is still removed; its data directory is then unknown.
-                    let data_dir = journal::data_dir_of(&file);
+                    let data_dir = journal::data_dir_of(file);
                     remove_path(&meta_path, false).map_err(|e| DriveError::from_io(&e))?;
                     if let Some(data_dir) = data_dir {
                         let data = dir.join(check_name(&data_dir)?);
@@ -544,7 +544,7 @@ impl LocalDrive {
         let meta_path = dir.join(check_name(&meta_name)?);
         let data_dir =
             run(move || match durable::read_optional(&meta_path, MAX_READ_BYTES).map_err(|e| meta_read_error(&e))? {
-                Some(file) => Ok(journal::data_dir_of(&file)),
+                Some(file) => Ok(journal::data_dir_of(file)),
                 None => Err(DriveError::FileNotFound),
             })
             .await?;

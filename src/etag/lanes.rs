@@ -118,7 +118,8 @@ fn lanes<const N: usize>(state: &mut [[u32; 4]; N], data: [&[u8]; N]) {
 /// The 64 steps of one block on vectors of lanes, for the AVX-512 kernels:
 /// `$add`, `$set1`, `$ternlog` and `$rol` are the 32-bit lane intrinsics of
 /// one register width, `m` the block's words (word j of every lane in `m[j]`),
-/// and `a`..`d` the state, updated in place. Each step is `a = b + ((a +
+/// and `a`..`d` the state, updated in place: the steps, then the state on
+/// entry added back (the compression function whole). Each step is `a = b + ((a +
 /// f(b, c, d) + K[i] + m[w]) <<< s)`, the round's function given as its
 /// `vpternlogd` truth table over (b, c, d): 0xCA = (b & c) | (!b & d), 0xE4 =
 /// (b & d) | (c & !d), 0x96 = b ^ c ^ d, 0x39 = c ^ (b | !d). The chain of a
@@ -127,6 +128,7 @@ fn lanes<const N: usize>(state: &mut [[u32; 4]; N], data: [&[u8]; N]) {
 #[cfg(target_arch = "x86_64")]
 macro_rules! vector_rounds {
     ($add:ident, $set1:ident, $ternlog:ident, $rol:ident, $m:ident, $a:ident, $b:ident, $c:ident, $d:ident) => {{
+        let (a0, b0, c0, d0) = ($a, $b, $c, $d);
         macro_rules! step {
             ($f:literal, $sa:ident, $sb:ident, $sc:ident, $sd:ident, $i:expr, $w:expr, $s:literal) => {{
                 let early = $add($sa, $add($m[$w], $set1(K[$i] as i32)));
@@ -160,6 +162,10 @@ macro_rules! vector_rounds {
         four!(0x39, 52, [12, 3, 10, 1], [6, 10, 15, 21]);
         four!(0x39, 56, [8, 15, 6, 13], [6, 10, 15, 21]);
         four!(0x39, 60, [4, 11, 2, 9], [6, 10, 15, 21]);
+        $a = $add($a, a0);
+        $b = $add($b, b0);
+        $c = $add($c, c0);
+        $d = $add($d, d0);
     }};
 }
 
@@ -213,12 +219,7 @@ unsafe fn lanes16_avx512(state: &mut [[u32; 4]; 16], data: [&[u8]; 16]) {
             m[8 + c] = _mm512_shuffle_i32x4::<0x88>(high01, high23);
             m[12 + c] = _mm512_shuffle_i32x4::<0xDD>(high01, high23);
         }
-        let (a0, b0, c0, d0) = (a, b, c, d);
         vector_rounds!(_mm512_add_epi32, _mm512_set1_epi32, _mm512_ternarylogic_epi32, _mm512_rol_epi32, m, a, b, c, d);
-        a = _mm512_add_epi32(a, a0);
-        b = _mm512_add_epi32(b, b0);
-        c = _mm512_add_epi32(c, c0);
-        d = _mm512_add_epi32(d, d0);
     }
     let mut words = [[0u32; 16]; 4];
     for (column, v) in words.iter_mut().zip([a, b, c, d]) {
@@ -266,12 +267,7 @@ unsafe fn lanes4_avx512vl(state: &mut [[u32; 4]; 4], data: [&[u8]; 4]) {
             m[4 * q + 2] = _mm_unpacklo_epi64(hi01, hi23);
             m[4 * q + 3] = _mm_unpackhi_epi64(hi01, hi23);
         }
-        let (a0, b0, c0, d0) = (a, b, c, d);
         vector_rounds!(_mm_add_epi32, _mm_set1_epi32, _mm_ternarylogic_epi32, _mm_rol_epi32, m, a, b, c, d);
-        a = _mm_add_epi32(a, a0);
-        b = _mm_add_epi32(b, b0);
-        c = _mm_add_epi32(c, c0);
-        d = _mm_add_epi32(d, d0);
     }
     let mut words = [[0u32; 4]; 4];
     for (column, v) in words.iter_mut().zip([a, b, c, d]) {
