@@ -11,7 +11,7 @@ mod lanes;
 mod shared;
 
 pub use lanes::{BLOCK_BYTES, MAX_LANES, compress};
-pub use shared::{Hashing, begin, forget_waiting, hashed_bytes};
+pub use shared::{Hashing, Receiving, begin, forget_waiting, hashed_bytes, receiving};
 
 /// A streaming MD5: the chaining state, the bytes of a block not yet complete,
 /// and the length so far.

@@ -177,6 +177,9 @@ pub(crate) async fn stage<B: Body>(to: StageTo<'_>, body: &mut B) -> Result<Stag
         }
     }
 
+    // From here the body comes in blocks: their hashes may share lanes with
+    // other bodies this core receives.
+    let _receiving = etag::receiving();
     let shard_file = declared.map(|d| shard_file_size(&erasure, d));
     let opened = join_all(order.iter().map(|d| d.create_file(SYS_VOLUME, path, shard_file))).await;
     // Drives that failed because they are full: below quorum, that is the answer.
