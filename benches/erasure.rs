@@ -127,7 +127,7 @@ fn md5_lanes(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(BLOCK_SIZE_BYTES as u64));
     group.bench_function("md-5 crate", |b| b.iter(|| Md5::digest(black_box(&bodies[0]))));
     group.bench_function("basalt, 1 body", |b| b.iter(|| basalt::etag::Md5::digest(black_box(&bodies[0]))));
-    for n in [2, 4, 16] {
+    for n in [2, 3, 4, 8, 16] {
         group.throughput(Throughput::Bytes((n * BLOCK_SIZE_BYTES) as u64));
         let data: Vec<&[u8]> = bodies[..n].iter().map(|b| &b[..]).collect();
         group.bench_function(BenchmarkId::new("basalt, bodies side by side", n), |b| {
