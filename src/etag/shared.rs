@@ -14,9 +14,11 @@
 //! being received on this core ([`receiving`]), the hasher leaves a single
 //! body on the list until a second one joins or until its PUT has written its
 //! shards and waits in `finish`, the point after which waiting would cost it
-//! time. When the drives are the bottleneck, blocks arrive spaced out and a
-//! body hashed at once is nearly always hashed alone, at almost twice the CPU
-//! per byte of two side by side.
+//! time, and no longer than [`PARTNER_WAIT`]. When the drives are the
+//! bottleneck, blocks arrive spaced out and a body hashed at once is nearly
+//! always hashed alone, at almost twice the CPU per byte of two side by side.
+//! Waits that do not pay (the other bodies trickle in) stop, but for a probe
+//! now and then.
 //!
 //! The list is per core, like everything else a core touches. A body's bytes
 //! are `Bytes`, held by its entry until hashed, so a PUT that is dropped while
@@ -29,7 +31,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -50,6 +52,26 @@ const SHARED_MIN_BYTES: usize = 64 * 1024;
 /// fell into step, each body's block arriving while the other's was hashed.
 const PASS_BYTES: usize = 256 * 1024;
 
+/// The longest a lone block waits for another body's block to share its pass
+/// while its PUT is still writing the shards: a bound for a PUT whose writes
+/// hang, since waits end sooner when the PUT comes to wait for the hash. With
+/// two 64 MiB PUTs per core on this VM's drive-bound disk, the share of bytes
+/// hashed side by side was 37% hashing at once, 98-99% waiting with no limit,
+/// and with the tally of [`PARTNER_ODDS_MAX`] 65-67% at a 2 ms limit (waits
+/// cut short fell out of step and did not pay) and 93-96% at this one, at
+/// the CPU per GiB of no limit.
+const PARTNER_WAIT: Duration = Duration::from_millis(50);
+
+/// How far the hasher's tally of lone blocks that found a partner by waiting
+/// (one up) or whose PUT came to wait for them first (one down: the wait cost
+/// it time) may go either way. A wait that ran out while the PUT was still
+/// writing cost nothing and does not count. At zero or below, lone blocks are
+/// hashed at once, but for one in [`PARTNER_PROBE_EVERY`], which still waits
+/// to see whether partners came back: one fast PUT beside bodies that trickle
+/// in then loses almost nothing to waits that cannot pay.
+const PARTNER_ODDS_MAX: i32 = 4;
+const PARTNER_PROBE_EVERY: u32 = 8;
+
 /// How long the hasher sleeps between passes: any positive time sends it
 /// through the reactor, which is the point; the reactor finds it already due
 /// when it polls.
@@ -62,6 +84,21 @@ struct Waiting {
     hashed_bytes: Cell<usize>,
     /// The PUT waiting in `finish`, woken when the last byte is hashed.
     waker: Cell<Option<Waker>>,
+    /// When it joined the list: it waits for a partner no longer than
+    /// [`PARTNER_WAIT`] from then.
+    listed_at: Instant,
+    /// Whether the hasher leaves it waiting for a partner, once decided.
+    wait: Cell<Wait>,
+}
+
+/// The hasher's decision for a lone block.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    Undecided,
+    /// Waits for a partner: its first pass tells whether that paid.
+    ForPartner,
+    /// Goes alone at once.
+    No,
 }
 
 impl Waiting {
@@ -79,6 +116,13 @@ thread_local! {
     static HASHER_WAKER: Cell<Option<Waker>> = const { Cell::new(None) };
     /// Bodies being received on this core: [`Receiving`] guards alive.
     static RECEIVING: Cell<usize> = const { Cell::new(0) };
+    /// The tally of lone blocks' waits that paid ([`PARTNER_ODDS_MAX`]), and
+    /// the lone blocks hashed at once since the last probe.
+    static PARTNER_ODDS: Cell<i32> = const { Cell::new(PARTNER_ODDS_MAX) };
+    static SINCE_PROBE: Cell<u32> = const { Cell::new(0) };
+    /// [`PARTNER_WAIT`], which tests set longer so that a starved test thread
+    /// does not outwait it.
+    static PARTNER_WAIT_LIMIT: Cell<Duration> = const { Cell::new(PARTNER_WAIT) };
     /// Body bytes this thread hashed through `begin`, and of those, the bytes
     /// hashed in passes shared by more than one body.
     static HASHED_BYTES: Cell<u64> = const { Cell::new(0) };
@@ -138,6 +182,8 @@ pub fn begin(mut md5: Md5, data: Bytes) -> Hashing {
         data: data.slice(start..start + whole),
         hashed_bytes: Cell::new(0),
         waker: Cell::new(None),
+        listed_at: Instant::now(),
+        wait: Cell::new(Wait::Undecided),
     });
     WAITING.with(|w| w.borrow_mut().push(Rc::clone(&mine)));
     wake_hasher();
@@ -207,30 +253,64 @@ async fn hasher() {
         if bodies == 0 {
             break;
         }
-        if hash_now(bodies) {
-            pass();
-            glommio::timer::sleep(BETWEEN_PASSES).await;
-        } else {
-            Nudged(false).await;
+        match partner_wait(bodies) {
+            None => {
+                pass();
+                glommio::timer::sleep(BETWEEN_PASSES).await;
+            }
+            Some(left) => {
+                futures_lite::future::or(Nudged(false), glommio::timer::sleep(left)).await;
+            }
         }
     }
     HASHER_RUNNING.with(|r| r.set(false));
 }
 
-/// Whether the hasher should hash the `bodies` waiting now rather than wait
-/// for another: two or more share a pass; a lone body goes alone when no
-/// other body is being received on this core, or when its PUT waits for it.
-fn hash_now(bodies: usize) -> bool {
-    bodies >= 2
-        || RECEIVING.with(Cell::get) <= bodies
-        || WAITING.with(|w| {
-            w.borrow().iter().any(|b| {
-                let waker = b.waker.take();
-                let waits = waker.is_some();
-                b.waker.set(waker);
-                waits
-            })
-        })
+/// How much longer the lone body waiting may wait for a partner, or `None`
+/// to hash the `bodies` waiting now: two or more share a pass; a lone body
+/// goes alone when no other body is being received on this core, when its PUT
+/// waits for it, once it has waited [`PARTNER_WAIT`], or at once while waits
+/// have not been paying ([`PARTNER_ODDS_MAX`]).
+fn partner_wait(bodies: usize) -> Option<Duration> {
+    if bodies >= 2 || RECEIVING.with(Cell::get) <= bodies {
+        return None;
+    }
+    WAITING.with(|w| {
+        let w = w.borrow();
+        let lone = w.first()?;
+        if lone.wait.get() == Wait::Undecided {
+            let mut wait = Wait::ForPartner;
+            if PARTNER_ODDS.with(Cell::get) <= 0 {
+                let since = SINCE_PROBE.with(|p| p.get()) + 1;
+                SINCE_PROBE.with(|p| p.set(if since < PARTNER_PROBE_EVERY { since } else { 0 }));
+                if since < PARTNER_PROBE_EVERY {
+                    wait = Wait::No;
+                }
+            }
+            lone.wait.set(wait);
+        }
+        let waker = lone.waker.take();
+        let put_waits = waker.is_some();
+        lone.waker.set(waker);
+        if put_waits || lone.wait.get() == Wait::No {
+            return None;
+        }
+        let left = PARTNER_WAIT_LIMIT.with(Cell::get).checked_sub(lone.listed_at.elapsed()).filter(|l| !l.is_zero());
+        if left.is_none() {
+            // Out of time while its shards were still being written: the
+            // wait cost its PUT nothing, so it does not count against waiting.
+            lone.wait.set(Wait::No);
+        }
+        left
+    })
+}
+
+/// Counts a lone block's wait as paid (it shares its first pass) or not.
+fn tally_wait(body: &Waiting, shared: bool) {
+    if body.wait.replace(Wait::No) == Wait::ForPartner {
+        let step = if shared { 1 } else { -1 };
+        PARTNER_ODDS.with(|o| o.set((o.get() + step).clamp(-PARTNER_ODDS_MAX, PARTNER_ODDS_MAX)));
+    }
 }
 
 /// Ready after [`nudge_hasher`] was called while the hasher waited.
@@ -269,6 +349,9 @@ fn pass() {
         w.retain(|b| Rc::strong_count(b) > 1 && b.remaining() > 0);
         w.clone()
     });
+    for body in &bodies {
+        tally_wait(body, bodies.len() > 1);
+    }
     let mut budget: Vec<usize> = bodies.iter().map(|b| b.remaining().min(PASS_BYTES)).collect();
     loop {
         let mut batch = [0usize; MAX_LANES];
@@ -387,6 +470,7 @@ mod tests {
     fn a_lone_block_waits_for_a_body_being_received() {
         let ex = LocalExecutorBuilder::default()
             .spawn(|| async {
+                PARTNER_WAIT_LIMIT.with(|l| l.set(Duration::from_secs(60)));
                 let (_a, _b) = (receiving(), receiving());
                 let (first, second) = (body(29, 1 << 20), body(31, 1 << 20));
                 let alone = begin(Md5::new(), first.clone());
@@ -411,6 +495,7 @@ mod tests {
     fn a_lone_block_goes_alone_when_its_put_waits_or_the_other_body_ends() {
         let ex = LocalExecutorBuilder::default()
             .spawn(|| async {
+                PARTNER_WAIT_LIMIT.with(|l| l.set(Duration::from_secs(60)));
                 let (_mine, other) = (receiving(), receiving());
                 let data = body(37, 1 << 20);
                 let want: [u8; 16] = md5::Md5::digest(&data).into();
@@ -422,15 +507,76 @@ mod tests {
                 glommio::timer::sleep(Duration::from_millis(5)).await;
                 assert_eq!(listed_hashed(), vec![0], "the lone block was hashed without waiting");
                 drop(other);
-                let hashed = within(async {
-                    while !listed_hashed().is_empty() {
-                        glommio::timer::sleep(Duration::from_micros(200)).await;
-                    }
-                })
-                .await;
+                let hashed = until_hashed(Duration::from_secs(10)).await;
                 assert!(hashed.is_some(), "still waiting after the other body ended");
                 assert_eq!(hashing.finish().await.finalize(), want);
                 assert_eq!(hashed_bytes().1, 0, "nothing was there to share a pass with");
+            })
+            .expect("executor");
+        ex.join().expect("join");
+    }
+
+    /// Waits at most `limit` until the list is empty (every block hashed);
+    /// how long it took.
+    async fn until_hashed(limit: Duration) -> Option<Duration> {
+        let started = Instant::now();
+        futures_lite::future::or(
+            async {
+                while !listed_hashed().is_empty() {
+                    glommio::timer::sleep(Duration::from_micros(200)).await;
+                }
+                Some(started.elapsed())
+            },
+            async {
+                glommio::timer::sleep(limit).await;
+                None
+            },
+        )
+        .await
+    }
+
+    /// A lone block whose partner never comes, and whose PUT does not wait
+    /// for it yet, is hashed once it has waited the limit, not before.
+    #[test]
+    fn a_lone_block_waits_no_longer_than_the_limit() {
+        let ex = LocalExecutorBuilder::default()
+            .spawn(|| async {
+                let limit = Duration::from_millis(100);
+                PARTNER_WAIT_LIMIT.with(|l| l.set(limit));
+                let (_mine, _other) = (receiving(), receiving());
+                let data = body(41, 1 << 20);
+                let hashing = begin(Md5::new(), data.clone());
+                let took = until_hashed(Duration::from_secs(10)).await.expect("never hashed without its PUT waiting");
+                assert!(took >= limit - Duration::from_millis(1), "hashed after {took:?}, before the limit");
+                let want: [u8; 16] = md5::Md5::digest(&data).into();
+                assert_eq!(hashing.finish().await.finalize(), want);
+            })
+            .expect("executor");
+        ex.join().expect("join");
+    }
+
+    /// Waits that do not pay (the partner never sends, so each lone block
+    /// goes alone when its PUT waits) stop: after four, the next lone block
+    /// is hashed at once, and one in eight still waits, to probe.
+    #[test]
+    fn waits_that_do_not_pay_stop_but_for_probes() {
+        let ex = LocalExecutorBuilder::default()
+            .spawn(|| async {
+                PARTNER_WAIT_LIMIT.with(|l| l.set(Duration::from_secs(60)));
+                let (_mine, _other) = (receiving(), receiving());
+                let data = body(43, 1 << 20);
+                let mut waited = Vec::new();
+                for _ in 0..PARTNER_ODDS_MAX as usize + PARTNER_PROBE_EVERY as usize {
+                    let hashing = begin(Md5::new(), data.clone());
+                    // Hashed within a second, before its PUT asks, with a
+                    // 60 s limit: it did not wait.
+                    waited.push(until_hashed(Duration::from_secs(1)).await.is_none());
+                    hashing.finish().await;
+                }
+                let mut want = vec![true; PARTNER_ODDS_MAX as usize];
+                want.extend(vec![false; PARTNER_PROBE_EVERY as usize - 1]);
+                want.push(true);
+                assert_eq!(waited, want, "which lone blocks waited for a partner");
             })
             .expect("executor");
         ex.join().expect("join");
