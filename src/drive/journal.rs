@@ -143,26 +143,49 @@ impl Record {
     }
 }
 
-/// One batch as written: a header, then records each prefixed by its length,
-/// zero-padded to [`BLOCK_BYTES`].
-fn encode_batch<R: AsRef<[u8]>>(generation: u64, epoch: u64, seq: u32, records: &[R]) -> Vec<u8> {
-    let payload: usize = records.iter().map(|r| 4 + r.as_ref().len()).sum();
-    let total = (HEADER_BYTES + payload).div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
-    let mut out = Vec::with_capacity(total);
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&generation.to_le_bytes());
-    out.extend_from_slice(&epoch.to_le_bytes());
-    out.extend_from_slice(&seq.to_le_bytes());
-    out.extend_from_slice(&(payload as u32).to_le_bytes());
-    out.extend_from_slice(&[0; 8]);
+/// Bytes of the records of a batch, each with its length prefix.
+fn payload_bytes<R: AsRef<[u8]>>(records: &[R]) -> usize {
+    records.iter().map(|r| 4 + r.as_ref().len()).sum()
+}
+
+/// Bytes of a batch as written, for records of `payload` bytes with their
+/// prefixes: header and records, padded to [`BLOCK_BYTES`].
+fn batch_bytes(payload: usize) -> usize {
+    (HEADER_BYTES + payload).div_ceil(BLOCK_BYTES) * BLOCK_BYTES
+}
+
+/// Writes one batch into `out` (of [`batch_bytes`] bytes, for example the
+/// direct-I/O buffer it goes to disk from): a header, then records each
+/// prefixed by its length, zero-padded to [`BLOCK_BYTES`].
+fn encode_batch_into<R: AsRef<[u8]>>(out: &mut [u8], generation: u64, epoch: u64, seq: u32, records: &[R]) {
+    let payload = payload_bytes(records);
+    let mut at = 0;
+    let mut put = |bytes: &[u8]| {
+        out[at..at + bytes.len()].copy_from_slice(bytes);
+        at += bytes.len();
+    };
+    put(&MAGIC);
+    put(&VERSION.to_le_bytes());
+    put(&generation.to_le_bytes());
+    put(&epoch.to_le_bytes());
+    put(&seq.to_le_bytes());
+    put(&(payload as u32).to_le_bytes());
+    put(&[0; 8]);
     for r in records.iter().map(AsRef::as_ref) {
-        out.extend_from_slice(&(r.len() as u32).to_le_bytes());
-        out.extend_from_slice(r);
+        put(&(r.len() as u32).to_le_bytes());
+        put(r);
     }
-    let hash = batch_hash(&out[..HEADER_BYTES - 8], &out[HEADER_BYTES..]);
+    let end = HEADER_BYTES + payload;
+    let hash = batch_hash(&out[..HEADER_BYTES - 8], &out[HEADER_BYTES..end]);
     out[HEADER_BYTES - 8..HEADER_BYTES].copy_from_slice(&hash.to_le_bytes());
-    out.resize(total, 0);
+    out[end..].fill(0);
+}
+
+/// One batch as written, in a buffer of its own.
+#[cfg(test)]
+fn encode_batch<R: AsRef<[u8]>>(generation: u64, epoch: u64, seq: u32, records: &[R]) -> Vec<u8> {
+    let mut out = vec![0; batch_bytes(payload_bytes(records))];
+    encode_batch_into(&mut out, generation, epoch, seq, records);
     out
 }
 
@@ -627,25 +650,24 @@ impl Journal {
     /// Writes batches until nothing waits.
     async fn flush(self: Rc<Self>) {
         loop {
-            let batch: Vec<Pending> = {
+            let (batch, payload): (Vec<Pending>, usize) = {
                 let mut st = self.state.borrow_mut();
-                let mut size = 0;
+                let mut payload = 0;
                 let mut batch = Vec::new();
                 while let Some(p) = st.pending.front() {
-                    if !batch.is_empty() && size + 4 + p.record.len() > MAX_BATCH_BYTES {
+                    if !batch.is_empty() && payload + 4 + p.record.len() > MAX_BATCH_BYTES {
                         break;
                     }
-                    size += 4 + p.record.len();
+                    payload += 4 + p.record.len();
                     batch.extend(st.pending.pop_front());
                 }
                 if batch.is_empty() {
                     st.flushing = false;
                     return;
                 }
-                batch
+                (batch, payload)
             };
-            let size = (HEADER_BYTES + batch.iter().map(|p| 4 + p.record.len()).sum::<usize>()).div_ceil(BLOCK_BYTES)
-                * BLOCK_BYTES;
+            let size = batch_bytes(payload);
             let slot = loop {
                 let (active, room) = {
                     let st = self.state.borrow();
@@ -688,10 +710,8 @@ impl Journal {
             (generation, epoch, seq, offset)
         };
         let records: Vec<&[u8]> = batch.iter().map(|p| p.record.as_slice()).collect();
-        let encoded = encode_batch(generation, epoch, seq, &records);
-        debug_assert_eq!(encoded.len(), size);
-        let mut buf = file.alloc_dma_buffer(encoded.len());
-        buf.as_bytes_mut().copy_from_slice(&encoded);
+        let mut buf = file.alloc_dma_buffer(size);
+        encode_batch_into(buf.as_bytes_mut(), generation, epoch, seq, &records);
         let r = file.write_at(buf, offset).await;
         let mut st = self.state.borrow_mut();
         let s = &mut st.slots[slot];

@@ -341,14 +341,10 @@ pub fn forget_waiting() {
 
 /// Hashes up to [`PASS_BYTES`] of every waiting body, the bodies side by side
 /// in lanes, wakes the PUTs whose bodies are done, and drops from the list
-/// those finished or abandoned.
+/// those finished (the hasher drops abandoned ones before each pass).
 fn pass() {
-    let bodies: Vec<Rc<Waiting>> = WAITING.with(|w| {
-        let mut w = w.borrow_mut();
-        // Only the list holds an abandoned body: its PUT was dropped.
-        w.retain(|b| Rc::strong_count(b) > 1 && b.remaining() > 0);
-        w.clone()
-    });
+    // The hasher has just let go of finished and abandoned bodies.
+    let bodies: Vec<Rc<Waiting>> = WAITING.with(|w| w.borrow().clone());
     for body in &bodies {
         tally_wait(body, bodies.len() > 1);
     }
@@ -407,46 +403,56 @@ mod tests {
         (0..len).map(|i| (i as u8).wrapping_mul(seed) ^ (i >> 10) as u8).collect::<Vec<u8>>().into()
     }
 
+    /// Runs `test` on an executor of its own (a thread with fresh
+    /// thread-locals), where a lone block waits at most `limit` for a partner.
+    fn on_core<F: Future<Output = ()> + 'static>(limit: Duration, test: impl FnOnce() -> F + Send + 'static) {
+        LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                PARTNER_WAIT_LIMIT.with(|l| l.set(limit));
+                test().await
+            })
+            .expect("executor")
+            .join()
+            .expect("join");
+    }
+
     /// Several PUTs on one core, their bodies of different lengths arriving in
     /// pieces of different sizes (some not whole blocks), each piece after a
     /// wait as if from the socket: every digest must be the reference's, and
     /// some bytes must have been hashed in shared passes.
     #[test]
     fn bodies_hashed_together_give_each_its_own_digest() {
-        let ex = LocalExecutorBuilder::default()
-            .spawn(|| async {
-                let cases: Vec<(Bytes, usize)> = vec![
-                    (body(3, (3 << 20) + 17), 1 << 20),
-                    (body(5, 2 << 20), (1 << 20) - 5),
-                    (body(7, 1500 * 1024), 300 * 1024 + 1),
-                    (body(11, 100), 64),
-                    (body(13, 5 << 20), 700 * 1024),
-                    (body(17, 640 * 1024), 64 * 1024 + 63),
-                ];
-                let puts = cases.iter().enumerate().map(|(n, (data, piece))| {
-                    let (data, piece) = (data.clone(), *piece);
-                    async move {
-                        let mut md5 = Md5::new();
-                        let mut at = 0;
-                        while at < data.len() {
-                            let end = (at + piece).min(data.len());
-                            glommio::timer::sleep(Duration::from_micros(50 * (n as u64 + 1))).await;
-                            md5 = begin(md5, data.slice(at..end)).finish().await;
-                            at = end;
-                        }
-                        md5.finalize()
+        on_core(PARTNER_WAIT, || async {
+            let cases: Vec<(Bytes, usize)> = vec![
+                (body(3, (3 << 20) + 17), 1 << 20),
+                (body(5, 2 << 20), (1 << 20) - 5),
+                (body(7, 1500 * 1024), 300 * 1024 + 1),
+                (body(11, 100), 64),
+                (body(13, 5 << 20), 700 * 1024),
+                (body(17, 640 * 1024), 64 * 1024 + 63),
+            ];
+            let puts = cases.iter().enumerate().map(|(n, (data, piece))| {
+                let (data, piece) = (data.clone(), *piece);
+                async move {
+                    let mut md5 = Md5::new();
+                    let mut at = 0;
+                    while at < data.len() {
+                        let end = (at + piece).min(data.len());
+                        glommio::timer::sleep(Duration::from_micros(50 * (n as u64 + 1))).await;
+                        md5 = begin(md5, data.slice(at..end)).finish().await;
+                        at = end;
                     }
-                });
-                let got = join_all(puts).await;
-                for ((data, _), got) in cases.iter().zip(got) {
-                    let want: [u8; 16] = md5::Md5::digest(data).into();
-                    assert_eq!(got, want, "body of {} bytes", data.len());
+                    md5.finalize()
                 }
-                assert!(hashed_bytes().1 > 0, "no pass hashed two bodies together");
-                assert!(WAITING.with(|w| w.borrow().is_empty()), "finished bodies left on the list");
-            })
-            .expect("executor");
-        ex.join().expect("join");
+            });
+            let got = join_all(puts).await;
+            for ((data, _), got) in cases.iter().zip(got) {
+                let want: [u8; 16] = md5::Md5::digest(data).into();
+                assert_eq!(got, want, "body of {} bytes", data.len());
+            }
+            assert!(hashed_bytes().1 > 0, "no pass hashed two bodies together");
+            assert!(WAITING.with(|w| w.borrow().is_empty()), "finished bodies left on the list");
+        });
     }
 
     /// Bytes of the one listed body hashed so far.
@@ -468,24 +474,20 @@ mod tests {
     /// with it, every byte of both in shared passes.
     #[test]
     fn a_lone_block_waits_for_a_body_being_received() {
-        let ex = LocalExecutorBuilder::default()
-            .spawn(|| async {
-                PARTNER_WAIT_LIMIT.with(|l| l.set(Duration::from_secs(60)));
-                let (_a, _b) = (receiving(), receiving());
-                let (first, second) = (body(29, 1 << 20), body(31, 1 << 20));
-                let alone = begin(Md5::new(), first.clone());
-                glommio::timer::sleep(Duration::from_millis(5)).await;
-                assert_eq!(listed_hashed(), vec![0], "the lone block was hashed without waiting");
-                let partner = begin(Md5::new(), second.clone());
-                let (a, b) = within(futures_util::future::join(alone.finish(), partner.finish())).await.expect("hang");
-                for (got, data) in [(a, first), (b, second)] {
-                    let want: [u8; 16] = md5::Md5::digest(&data).into();
-                    assert_eq!(got.finalize(), want);
-                }
-                assert_eq!(hashed_bytes(), (2 << 20, 2 << 20), "(hashed, of those side by side)");
-            })
-            .expect("executor");
-        ex.join().expect("join");
+        on_core(Duration::from_secs(60), || async {
+            let (_a, _b) = (receiving(), receiving());
+            let (first, second) = (body(29, 1 << 20), body(31, 1 << 20));
+            let alone = begin(Md5::new(), first.clone());
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+            assert_eq!(listed_hashed(), vec![0], "the lone block was hashed without waiting");
+            let partner = begin(Md5::new(), second.clone());
+            let (a, b) = within(futures_util::future::join(alone.finish(), partner.finish())).await.expect("hang");
+            for (got, data) in [(a, first), (b, second)] {
+                let want: [u8; 16] = md5::Md5::digest(&data).into();
+                assert_eq!(got.finalize(), want);
+            }
+            assert_eq!(hashed_bytes(), (2 << 20, 2 << 20), "(hashed, of those side by side)");
+        });
     }
 
     /// A lone block waits no longer than it costs nothing: once its PUT waits
@@ -493,27 +495,23 @@ mod tests {
     /// alone.
     #[test]
     fn a_lone_block_goes_alone_when_its_put_waits_or_the_other_body_ends() {
-        let ex = LocalExecutorBuilder::default()
-            .spawn(|| async {
-                PARTNER_WAIT_LIMIT.with(|l| l.set(Duration::from_secs(60)));
-                let (_mine, other) = (receiving(), receiving());
-                let data = body(37, 1 << 20);
-                let want: [u8; 16] = md5::Md5::digest(&data).into();
-                // Its PUT waits: hashed although the other body never sends.
-                let md5 = within(begin(Md5::new(), data.clone()).finish()).await.expect("the waiting PUT hung");
-                assert_eq!(md5.finalize(), want);
-                // The other body ends: the lone block goes before its PUT asks.
-                let hashing = begin(Md5::new(), data.clone());
-                glommio::timer::sleep(Duration::from_millis(5)).await;
-                assert_eq!(listed_hashed(), vec![0], "the lone block was hashed without waiting");
-                drop(other);
-                let hashed = until_hashed(Duration::from_secs(10)).await;
-                assert!(hashed.is_some(), "still waiting after the other body ended");
-                assert_eq!(hashing.finish().await.finalize(), want);
-                assert_eq!(hashed_bytes().1, 0, "nothing was there to share a pass with");
-            })
-            .expect("executor");
-        ex.join().expect("join");
+        on_core(Duration::from_secs(60), || async {
+            let (_mine, other) = (receiving(), receiving());
+            let data = body(37, 1 << 20);
+            let want: [u8; 16] = md5::Md5::digest(&data).into();
+            // Its PUT waits: hashed although the other body never sends.
+            let md5 = within(begin(Md5::new(), data.clone()).finish()).await.expect("the waiting PUT hung");
+            assert_eq!(md5.finalize(), want);
+            // The other body ends: the lone block goes before its PUT asks.
+            let hashing = begin(Md5::new(), data.clone());
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+            assert_eq!(listed_hashed(), vec![0], "the lone block was hashed without waiting");
+            drop(other);
+            let hashed = until_hashed(Duration::from_secs(10)).await;
+            assert!(hashed.is_some(), "still waiting after the other body ended");
+            assert_eq!(hashing.finish().await.finalize(), want);
+            assert_eq!(hashed_bytes().1, 0, "nothing was there to share a pass with");
+        });
     }
 
     /// Waits at most `limit` until the list is empty (every block hashed);
@@ -539,20 +537,16 @@ mod tests {
     /// for it yet, is hashed once it has waited the limit, not before.
     #[test]
     fn a_lone_block_waits_no_longer_than_the_limit() {
-        let ex = LocalExecutorBuilder::default()
-            .spawn(|| async {
-                let limit = Duration::from_millis(100);
-                PARTNER_WAIT_LIMIT.with(|l| l.set(limit));
-                let (_mine, _other) = (receiving(), receiving());
-                let data = body(41, 1 << 20);
-                let hashing = begin(Md5::new(), data.clone());
-                let took = until_hashed(Duration::from_secs(10)).await.expect("never hashed without its PUT waiting");
-                assert!(took >= limit - Duration::from_millis(1), "hashed after {took:?}, before the limit");
-                let want: [u8; 16] = md5::Md5::digest(&data).into();
-                assert_eq!(hashing.finish().await.finalize(), want);
-            })
-            .expect("executor");
-        ex.join().expect("join");
+        on_core(Duration::from_millis(100), || async {
+            let limit = PARTNER_WAIT_LIMIT.with(Cell::get);
+            let (_mine, _other) = (receiving(), receiving());
+            let data = body(41, 1 << 20);
+            let hashing = begin(Md5::new(), data.clone());
+            let took = until_hashed(Duration::from_secs(10)).await.expect("never hashed without its PUT waiting");
+            assert!(took >= limit - Duration::from_millis(1), "hashed after {took:?}, before the limit");
+            let want: [u8; 16] = md5::Md5::digest(&data).into();
+            assert_eq!(hashing.finish().await.finalize(), want);
+        });
     }
 
     /// Waits that do not pay (the partner never sends, so each lone block
@@ -560,26 +554,22 @@ mod tests {
     /// is hashed at once, and one in eight still waits, to probe.
     #[test]
     fn waits_that_do_not_pay_stop_but_for_probes() {
-        let ex = LocalExecutorBuilder::default()
-            .spawn(|| async {
-                PARTNER_WAIT_LIMIT.with(|l| l.set(Duration::from_secs(60)));
-                let (_mine, _other) = (receiving(), receiving());
-                let data = body(43, 1 << 20);
-                let mut waited = Vec::new();
-                for _ in 0..PARTNER_ODDS_MAX as usize + PARTNER_PROBE_EVERY as usize {
-                    let hashing = begin(Md5::new(), data.clone());
-                    // Hashed within a second, before its PUT asks, with a
-                    // 60 s limit: it did not wait.
-                    waited.push(until_hashed(Duration::from_secs(1)).await.is_none());
-                    hashing.finish().await;
-                }
-                let mut want = vec![true; PARTNER_ODDS_MAX as usize];
-                want.extend(vec![false; PARTNER_PROBE_EVERY as usize - 1]);
-                want.push(true);
-                assert_eq!(waited, want, "which lone blocks waited for a partner");
-            })
-            .expect("executor");
-        ex.join().expect("join");
+        on_core(Duration::from_secs(60), || async {
+            let (_mine, _other) = (receiving(), receiving());
+            let data = body(43, 1 << 20);
+            let mut waited = Vec::new();
+            for _ in 0..PARTNER_ODDS_MAX as usize + PARTNER_PROBE_EVERY as usize {
+                let hashing = begin(Md5::new(), data.clone());
+                // Hashed within a second, before its PUT asks, with a
+                // 60 s limit: it did not wait.
+                waited.push(until_hashed(Duration::from_secs(1)).await.is_none());
+                hashing.finish().await;
+            }
+            let mut want = vec![true; PARTNER_ODDS_MAX as usize];
+            want.extend(vec![false; PARTNER_PROBE_EVERY as usize - 1]);
+            want.push(true);
+            assert_eq!(waited, want, "which lone blocks waited for a partner");
+        });
     }
 
     /// A PUT dropped while its body waits: its body leaves the list at the
@@ -587,41 +577,35 @@ mod tests {
     /// others still finish.
     #[test]
     fn a_dropped_put_leaves_the_others_to_finish() {
-        let ex = LocalExecutorBuilder::default()
-            .spawn(|| async {
-                // Large enough that it is rarely hashed to its end before this
-                // task runs again; when a loaded machine starves this task that
-                // long, the PUT finished and proves nothing: try again.
-                let mut attempts = 0;
-                let abandoned = loop {
-                    attempts += 1;
-                    let abandoned =
-                        glommio::spawn_local(async { begin(Md5::new(), body(19, 64 << 20)).finish().await.finalize() });
-                    let listed = std::time::Instant::now() + Duration::from_secs(5);
-                    while WAITING.with(|w| w.borrow().is_empty()) && std::time::Instant::now() < listed {
-                        glommio::timer::sleep(Duration::from_micros(100)).await;
-                    }
-                    if WAITING.with(|w| w.borrow().len()) == 1 {
-                        break abandoned;
-                    }
-                    let finished = abandoned.cancel().await.is_some();
-                    assert!(
-                        finished && attempts < 5,
-                        "the body never waited (attempt {attempts}, finished: {finished})"
-                    );
-                };
-                // Dropped: its future (and its hold on the body) is gone.
-                assert!(abandoned.cancel().await.is_none(), "the abandoned PUT finished");
-                // The hasher's next pass (its 1 µs sleep ends first) lets it go.
-                glommio::timer::sleep(Duration::from_millis(5)).await;
-                assert!(WAITING.with(|w| w.borrow().is_empty()), "the dropped body is still listed");
-                let data = body(23, 3 << 20);
-                let md5 = begin(Md5::new(), data.clone()).finish().await;
-                let want: [u8; 16] = md5::Md5::digest(&data).into();
-                assert_eq!(md5.finalize(), want);
-                assert!(WAITING.with(|w| w.borrow().is_empty()), "the dropped body is still listed");
-            })
-            .expect("executor");
-        ex.join().expect("join");
+        on_core(PARTNER_WAIT, || async {
+            // Large enough that it is rarely hashed to its end before this
+            // task runs again; when a loaded machine starves this task that
+            // long, the PUT finished and proves nothing: try again.
+            let mut attempts = 0;
+            let abandoned = loop {
+                attempts += 1;
+                let abandoned =
+                    glommio::spawn_local(async { begin(Md5::new(), body(19, 64 << 20)).finish().await.finalize() });
+                let listed = std::time::Instant::now() + Duration::from_secs(5);
+                while WAITING.with(|w| w.borrow().is_empty()) && std::time::Instant::now() < listed {
+                    glommio::timer::sleep(Duration::from_micros(100)).await;
+                }
+                if WAITING.with(|w| w.borrow().len()) == 1 {
+                    break abandoned;
+                }
+                let finished = abandoned.cancel().await.is_some();
+                assert!(finished && attempts < 5, "the body never waited (attempt {attempts}, finished: {finished})");
+            };
+            // Dropped: its future (and its hold on the body) is gone.
+            assert!(abandoned.cancel().await.is_none(), "the abandoned PUT finished");
+            // The hasher's next pass (its 1 µs sleep ends first) lets it go.
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+            assert!(WAITING.with(|w| w.borrow().is_empty()), "the dropped body is still listed");
+            let data = body(23, 3 << 20);
+            let md5 = begin(Md5::new(), data.clone()).finish().await;
+            let want: [u8; 16] = md5::Md5::digest(&data).into();
+            assert_eq!(md5.finalize(), want);
+            assert!(WAITING.with(|w| w.borrow().is_empty()), "the dropped body is still listed");
+        });
     }
 }
