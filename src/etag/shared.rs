@@ -419,7 +419,10 @@ mod tests {
     /// Several PUTs on one core, their bodies of different lengths arriving in
     /// pieces of different sizes (some not whole blocks), each piece after a
     /// wait as if from the socket: every digest must be the reference's, and
-    /// some bytes must have been hashed in shared passes.
+    /// some bytes must have been hashed in shared passes: the first pieces at
+    /// least, since the first waits for a partner while the others are being
+    /// received. (Without that wait the hasher, which glommio runs at once
+    /// when spawned, could hash the first body before the second PUT starts.)
     #[test]
     fn bodies_hashed_together_give_each_its_own_digest() {
         on_core(PARTNER_WAIT, || async {
@@ -431,17 +434,20 @@ mod tests {
                 (body(13, 5 << 20), 700 * 1024),
                 (body(17, 640 * 1024), 64 * 1024 + 63),
             ];
+            // Every body is being received from the start, as a PUT says
+            // from its first block; its guard drops when its last piece is in.
             let puts = cases.iter().enumerate().map(|(n, (data, piece))| {
-                let (data, piece) = (data.clone(), *piece);
+                let (data, piece, receiving) = (data.clone(), *piece, receiving());
                 async move {
                     let mut md5 = Md5::new();
                     let mut at = 0;
                     while at < data.len() {
                         let end = (at + piece).min(data.len());
-                        glommio::timer::sleep(Duration::from_micros(50 * (n as u64 + 1))).await;
                         md5 = begin(md5, data.slice(at..end)).finish().await;
+                        glommio::timer::sleep(Duration::from_micros(50 * (n as u64 + 1))).await;
                         at = end;
                     }
+                    drop(receiving);
                     md5.finalize()
                 }
             });
