@@ -15,6 +15,7 @@ pub mod hex;
 pub mod http;
 pub mod metrics;
 pub mod object;
+pub mod reuse;
 pub mod runtime;
 pub mod s3;
 pub mod server;

@@ -4,9 +4,22 @@
 //! block zero-padded at the end) and `m` parity shards of the same size. With
 //! `m == 0` (a single drive) the one data shard is the block itself: the same code
 //! path, no coding.
+//!
+//! The codec is reed-solomon-simd. Its encoder computes parity in a work
+//! buffer it owns, from which every parity shard had to be copied out. For the
+//! layouts it codes at "high rate" (every default layout but 4+3), blocks are
+//! coded here instead by the same steps on the library's engine, in a buffer
+//! this thread keeps ([`crate::reuse::Kept`]): the parity shards are slices of
+//! it, and it is reused once the writers drop them. Tests hold the two to the
+//! same bytes for every layout.
+
+use std::cell::RefCell;
 
 use bytes::{Bytes, BytesMut};
+use reed_solomon_simd::engine::{DefaultEngine, Engine, ShardsRefMut, utils::xor_within};
 use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
+
+use crate::reuse::Kept;
 
 /// Why a coding operation failed.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -75,7 +88,9 @@ impl Erasure {
     }
 
     /// Codes one block it is given: when the block splits into equal shards as
-    /// it is (every full block), the data shards are slices of it, with no copy.
+    /// it is (every full block), the data shards are slices of it, with no copy;
+    /// in a high-rate layout the parity shards are slices of the buffer they
+    /// were computed in, also with no copy.
     pub fn encode_owned(&self, block: Bytes) -> Result<Vec<Bytes>, ErasureError> {
         let shard_len = self.shard_size(block.len());
         if block.len() != shard_len * self.data {
@@ -86,6 +101,17 @@ impl Erasure {
             shards.extend((0..self.parity).map(|_| Bytes::from(vec![0u8; shard_len])));
             return Ok(shards);
         }
+        if high_rate(self.data, self.parity) {
+            shards.extend(CODER.with(|coder| coder.borrow_mut().encode(self.data, self.parity, &block, shard_len)));
+            return Ok(shards);
+        }
+        shards.extend(self.library_parity(&block, shard_len)?);
+        Ok(shards)
+    }
+
+    /// The parity of a block of `k` whole shards, from the library's encoder
+    /// and copied out of it: for the layouts it codes at low rate.
+    fn library_parity(&self, block: &[u8], shard_len: usize) -> Result<Vec<Bytes>, ErasureError> {
         ENCODER.with(|cached| {
             let mut cached = cached.borrow_mut();
             // The codec's work buffers are kept per thread and reset per block:
@@ -97,12 +123,11 @@ impl Erasure {
                 }
                 None => cached.insert(ReedSolomonEncoder::new(self.data, self.parity, shard_len).map_err(codec_err)?),
             };
-            for shard in &shards[..self.data] {
+            for shard in block.chunks_exact(shard_len) {
                 encoder.add_original_shard(shard).map_err(codec_err)?;
             }
             let result = encoder.encode().map_err(codec_err)?;
-            shards.extend(result.recovery_iter().map(Bytes::copy_from_slice));
-            Ok(shards)
+            Ok(result.recovery_iter().map(Bytes::copy_from_slice).collect())
         })
     }
 
@@ -193,10 +218,102 @@ impl Erasure {
 }
 
 thread_local! {
-    /// One encoder per thread, reused block after block.
-    static ENCODER: std::cell::RefCell<Option<ReedSolomonEncoder>> = const { std::cell::RefCell::new(None) };
+    /// The library's encoder, for low-rate layouts, reused block after block.
+    static ENCODER: RefCell<Option<ReedSolomonEncoder>> = const { RefCell::new(None) };
     /// One decoder per thread, likewise.
-    static DECODER: std::cell::RefCell<Option<ReedSolomonDecoder>> = const { std::cell::RefCell::new(None) };
+    static DECODER: RefCell<Option<ReedSolomonDecoder>> = const { RefCell::new(None) };
+    /// The engine and parity buffers of high-rate layouts.
+    static CODER: RefCell<Coder> = const { RefCell::new(Coder { engine: None, buffers: Kept::new(KEPT_PARITY_BUFFERS) }) };
+}
+
+/// Parity buffers a thread keeps, free or still held by writers: one per
+/// block being written, as a core stages at most 8 PUTs at once.
+const KEPT_PARITY_BUFFERS: usize = 8;
+
+/// Bytes a shard takes in the coder's buffer: the engine works on whole
+/// 64-byte chunks.
+const CHUNK_BYTES: usize = 64;
+
+/// Whether reed-solomon-simd codes `k + m` (with `m <= k`) at high rate: when
+/// `k` rounds up to a larger power of two than `m`, or `k == m`. The same rule
+/// as the library's own choice, so that its decoder reads our parity.
+fn high_rate(k: usize, m: usize) -> bool {
+    k.next_power_of_two() > m.next_power_of_two() || k == m
+}
+
+/// The high-rate encoder, run on buffers this thread keeps.
+struct Coder {
+    /// Made on first use: it picks the CPU's SIMD flavour.
+    engine: Option<DefaultEngine>,
+    buffers: Kept,
+}
+
+impl Coder {
+    /// The `m` parity shards of `block` (`k` whole shards of `shard_len`
+    /// bytes), slices of one buffer: the library's high-rate encoding, done in
+    /// place. `k` original shards in `k.next_multiple_of(chunk)` slots, `chunk`
+    /// being `m` rounded up to a power of two: each run of `chunk` slots is
+    /// inverse-transformed and summed into the first, whose forward transform
+    /// leaves the parity in its first `m` slots.
+    fn encode(&mut self, k: usize, m: usize, block: &[u8], shard_len: usize) -> Vec<Bytes> {
+        let engine = self.engine.get_or_insert_with(DefaultEngine::new);
+        let chunk = m.next_power_of_two();
+        let slots = k.next_multiple_of(chunk);
+        let stride = shard_len.next_multiple_of(CHUNK_BYTES);
+        let mut buffer = self.buffers.take(slots * stride);
+        for (slot, shard) in buffer.chunks_exact_mut(stride).zip(block.chunks_exact(shard_len)) {
+            place(slot, shard);
+        }
+        {
+            let (chunks, _) = buffer.as_chunks_mut::<CHUNK_BYTES>();
+            let mut work = ShardsRefMut::new(slots, stride / CHUNK_BYTES, chunks);
+            let first = k.min(chunk);
+            work.zero(first..chunk);
+            engine.ifft(&mut work, 0, chunk, first, chunk);
+            let mut start = chunk;
+            while start < k {
+                let count = (k - start).min(chunk);
+                work.zero(start + count..start + chunk);
+                engine.ifft(&mut work, start, chunk, count, start + chunk);
+                xor_within(&mut work, 0, start, chunk);
+                start += chunk;
+            }
+            engine.fft(&mut work, 0, chunk, m, 0);
+        }
+        for slot in buffer.chunks_exact_mut(stride).take(m) {
+            unplace(slot, shard_len);
+        }
+        let buffer = buffer.freeze();
+        let parity = (0..m).map(|i| buffer.slice(i * stride..i * stride + shard_len)).collect();
+        self.buffers.give(buffer);
+        parity
+    }
+}
+
+/// Puts `shard` into its slot as the engine reads it: whole 64-byte chunks as
+/// they are; a last partial chunk's 16-bit symbols with their first bytes in
+/// its first half and their second bytes in its second half.
+fn place(slot: &mut [u8], shard: &[u8]) {
+    let whole = shard.len() - shard.len() % CHUNK_BYTES;
+    let (body, tail) = shard.split_at(whole);
+    slot[..whole].copy_from_slice(body);
+    if !tail.is_empty() {
+        let (lo, hi) = tail.split_at(tail.len() / 2);
+        let last = &mut slot[whole..whole + CHUNK_BYTES];
+        last[..lo.len()].copy_from_slice(lo);
+        last[CHUNK_BYTES / 2..CHUNK_BYTES / 2 + hi.len()].copy_from_slice(hi);
+    }
+}
+
+/// Turns a parity slot back into the shard's own byte order: the inverse of
+/// [`place`] on its partial last chunk.
+fn unplace(slot: &mut [u8], shard_len: usize) {
+    let tail = shard_len % CHUNK_BYTES;
+    if tail > 0 {
+        let whole = shard_len - tail;
+        let last = &mut slot[whole..whole + CHUNK_BYTES];
+        last.copy_within(CHUNK_BYTES / 2..CHUNK_BYTES / 2 + tail / 2, tail / 2);
+    }
 }
 
 pub(super) fn codec_err(e: reed_solomon_simd::Error) -> ErasureError {
@@ -227,6 +344,35 @@ mod tests {
             }
         }
     }
+
+    /// Parity computed here, for every layout of up to 16 drives, is the
+    /// library encoder's to the byte: shard sizes of whole 64-byte chunks, of a
+    /// tail alone and of both, each coded twice so the second time runs in a
+    /// buffer still holding the first block's bytes.
+    #[test]
+    fn parity_coded_here_is_the_library_encoders() {
+        for k in 1..=MAX_SET_DRIVES_FOR_TEST {
+            for m in 1..=k.min(MAX_SET_DRIVES_FOR_TEST - k) {
+                let e = Erasure::new(k, m, 1 << 20).unwrap();
+                for shard_len in [2, 62, 64, 66, 130, 4096, 4158] {
+                    for round in 0..2 {
+                        let data: Vec<u8> = (0..k * shard_len).map(|i| ((i * 7919 + round * 13) % 251) as u8).collect();
+                        let ours = e.encode_owned(Bytes::from(data.clone())).unwrap();
+                        let mut library = ReedSolomonEncoder::new(k, m, shard_len).unwrap();
+                        for shard in data.chunks_exact(shard_len) {
+                            library.add_original_shard(shard).unwrap();
+                        }
+                        let theirs: Vec<Bytes> =
+                            library.encode().unwrap().recovery_iter().map(Bytes::copy_from_slice).collect();
+                        assert_eq!(ours[..k], Bytes::from(data).chunks(shard_len).collect::<Vec<_>>()[..]);
+                        assert_eq!(ours[k..], theirs[..], "{k}+{m}, shards of {shard_len} bytes, round {round}");
+                    }
+                }
+            }
+        }
+    }
+
+    const MAX_SET_DRIVES_FOR_TEST: usize = super::super::MAX_SET_DRIVES;
 
     #[test]
     fn round_trip_with_losses() {
