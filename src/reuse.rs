@@ -24,7 +24,8 @@ impl Kept {
     }
 
     /// A buffer of exactly `size` initialized bytes: a kept one nothing else
-    /// holds any more, or a zeroed new one.
+    /// holds any more, or a zeroed new one. Kept buffers of another size are
+    /// let go: a list serves one size at a time.
     pub fn take(&mut self, size: usize) -> BytesMut {
         for _ in 0..self.buffers.len() {
             let Some(buffer) = self.buffers.pop_front() else { break };

@@ -84,7 +84,7 @@ impl Erasure {
         let shard_len = self.shard_size(block.len());
         let mut padded = BytesMut::zeroed(shard_len * self.data);
         padded[..block.len()].copy_from_slice(block);
-        self.encode_owned(padded.freeze())
+        self.code(padded.freeze(), block.len() == self.block_size)
     }
 
     /// Codes one block it is given: when the block splits into equal shards as
@@ -92,17 +92,28 @@ impl Erasure {
     /// in a high-rate layout the parity shards are slices of the buffer they
     /// were computed in, also with no copy.
     pub fn encode_owned(&self, block: Bytes) -> Result<Vec<Bytes>, ErasureError> {
-        let shard_len = self.shard_size(block.len());
-        if block.len() != shard_len * self.data {
+        if block.len() != self.shard_size(block.len()) * self.data {
             return self.encode(&block);
         }
+        let full = block.len() == self.block_size;
+        self.code(block, full)
+    }
+
+    /// Codes a block of `k` whole shards. The buffer its parity is computed
+    /// in is kept for the next block (once the writers drop it) when `keep`,
+    /// for full blocks only: a short one (an inline object, a body's last
+    /// block) has shards of a size of its own, and keeping its buffer would
+    /// push out those the full blocks of every large body reuse.
+    fn code(&self, block: Bytes, keep: bool) -> Result<Vec<Bytes>, ErasureError> {
+        let shard_len = self.shard_size(block.len());
         let mut shards: Vec<Bytes> = (0..self.data).map(|i| block.slice(i * shard_len..(i + 1) * shard_len)).collect();
         if self.parity == 0 || shard_len == 0 {
             shards.extend((0..self.parity).map(|_| Bytes::from(vec![0u8; shard_len])));
             return Ok(shards);
         }
         if high_rate(self.data, self.parity) {
-            shards.extend(CODER.with(|coder| coder.borrow_mut().encode(self.data, self.parity, &block, shard_len)));
+            shards
+                .extend(CODER.with(|coder| coder.borrow_mut().encode(self.data, self.parity, &block, shard_len, keep)));
             return Ok(shards);
         }
         shards.extend(self.library_parity(&block, shard_len)?);
@@ -255,12 +266,16 @@ impl Coder {
     /// being `m` rounded up to a power of two: each run of `chunk` slots is
     /// inverse-transformed and summed into the first, whose forward transform
     /// leaves the parity in its first `m` slots.
-    fn encode(&mut self, k: usize, m: usize, block: &[u8], shard_len: usize) -> Vec<Bytes> {
+    fn encode(&mut self, k: usize, m: usize, block: &[u8], shard_len: usize, keep: bool) -> Vec<Bytes> {
         let engine = self.engine.get_or_insert_with(DefaultEngine::new);
         let chunk = m.next_power_of_two();
         let slots = k.next_multiple_of(chunk);
         let stride = shard_len.next_multiple_of(CHUNK_BYTES);
-        let mut buffer = self.buffers.take(slots * stride);
+        let mut buffer = match keep {
+            true => self.buffers.take(slots * stride),
+            // Not from the kept ones either: taking drops those of other sizes.
+            false => BytesMut::zeroed(slots * stride),
+        };
         for (slot, shard) in buffer.chunks_exact_mut(stride).zip(block.chunks_exact(shard_len)) {
             place(slot, shard);
         }
@@ -285,7 +300,9 @@ impl Coder {
         }
         let buffer = buffer.freeze();
         let parity = (0..m).map(|i| buffer.slice(i * stride..i * stride + shard_len)).collect();
-        self.buffers.give(buffer);
+        if keep {
+            self.buffers.give(buffer);
+        }
         parity
     }
 }
@@ -353,8 +370,9 @@ mod tests {
     fn parity_coded_here_is_the_library_encoders() {
         for k in 1..=MAX_SET_DRIVES_FOR_TEST {
             for m in 1..=k.min(MAX_SET_DRIVES_FOR_TEST - k) {
-                let e = Erasure::new(k, m, 1 << 20).unwrap();
                 for shard_len in [2, 62, 64, 66, 130, 4096, 4158] {
+                    // Full blocks, whose parity buffers are kept.
+                    let e = Erasure::new(k, m, k * shard_len).unwrap();
                     for round in 0..2 {
                         let data: Vec<u8> = (0..k * shard_len).map(|i| ((i * 7919 + round * 13) % 251) as u8).collect();
                         let ours = e.encode_owned(Bytes::from(data.clone())).unwrap();
@@ -373,6 +391,21 @@ mod tests {
     }
 
     const MAX_SET_DRIVES_FOR_TEST: usize = super::super::MAX_SET_DRIVES;
+
+    /// A full block's parity buffer comes back for the next full block, even
+    /// after more short blocks (each with shards of its own size) than a
+    /// thread keeps buffers.
+    #[test]
+    fn short_blocks_do_not_push_out_the_full_blocks_parity_buffer() {
+        let e = Erasure::new(2, 2, 1 << 20).unwrap();
+        let full = Bytes::from(sample(1 << 20));
+        let parity_at = |shards: Vec<Bytes>| shards[2].as_ptr() as usize;
+        let first = parity_at(e.encode_owned(full.clone()).unwrap());
+        for i in 0..KEPT_PARITY_BUFFERS + 2 {
+            e.encode(&sample(4096 + 1000 * i)).unwrap();
+        }
+        assert_eq!(parity_at(e.encode_owned(full).unwrap()), first, "the full block's buffer was not reused");
+    }
 
     #[test]
     fn round_trip_with_losses() {
