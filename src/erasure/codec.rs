@@ -9,9 +9,9 @@
 //! buffer it owns, from which every parity shard had to be copied out. For the
 //! layouts it codes at "high rate" (every default layout but 4+3), blocks are
 //! coded here instead by the same steps on the library's engine, in a buffer
-//! this thread keeps ([`crate::reuse::Kept`]): the parity shards are slices of
-//! it, and it is reused once the writers drop them. Tests hold the two to the
-//! same bytes for every layout.
+//! of our own: the parity shards are slices of it. A full block's buffer is
+//! kept by the thread ([`crate::reuse::Kept`]) and reused once the writers drop
+//! them. Tests hold the two to the same bytes for every layout.
 
 use std::cell::RefCell;
 
