@@ -40,6 +40,12 @@ impl Kept {
         BytesMut::zeroed(size)
     }
 
+    /// The sizes of the buffers kept, oldest first.
+    #[cfg(test)]
+    pub fn kept_sizes(&self) -> Vec<usize> {
+        self.buffers.iter().map(Bytes::len).collect()
+    }
+
     /// Keeps `buffer` (the whole of one [`Kept::take`] gave) for reuse once
     /// its slices are dropped.
     pub fn give(&mut self, buffer: Bytes) {
@@ -86,7 +92,7 @@ mod tests {
             held.push(b.clone());
             kept.give(b);
         }
-        assert_eq!(kept.buffers.len(), 2);
+        assert_eq!(kept.kept_sizes(), [64, 64]);
         // The oldest (marked 1) was let go; the two kept are 2 and 3.
         let marks: Vec<u8> = kept.buffers.iter().map(|b| b[0]).collect();
         assert_eq!(marks, [2, 3]);

@@ -404,6 +404,9 @@ mod tests {
         for i in 0..KEPT_PARITY_BUFFERS + 2 {
             e.encode(&sample(4096 + 1000 * i)).unwrap();
         }
+        // Checked on the list too: a new buffer may land where a freed one was.
+        let kept = CODER.with(|c| c.borrow().buffers.kept_sizes());
+        assert_eq!(kept, [2 * e.shard_size(1 << 20)], "the kept parity buffers after short blocks");
         assert_eq!(parity_at(e.encode_owned(full).unwrap()), first, "the full block's buffer was not reused");
     }
 

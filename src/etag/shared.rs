@@ -466,10 +466,10 @@ mod tests {
         WAITING.with(|w| w.borrow().iter().map(|b| b.hashed_bytes.get()).collect())
     }
 
-    /// Waits at most 10 s for `f`, so that a hang fails the test.
-    async fn within<T>(f: impl Future<Output = T>) -> Option<T> {
+    /// Waits at most `limit` for `f`, so that a hang fails the test.
+    async fn within<T>(limit: Duration, f: impl Future<Output = T>) -> Option<T> {
         futures_lite::future::or(async { Some(f.await) }, async {
-            glommio::timer::sleep(Duration::from_secs(10)).await;
+            glommio::timer::sleep(limit).await;
             None
         })
         .await
@@ -487,7 +487,9 @@ mod tests {
             glommio::timer::sleep(Duration::from_millis(5)).await;
             assert_eq!(listed_hashed(), vec![0], "the lone block was hashed without waiting");
             let partner = begin(Md5::new(), second.clone());
-            let (a, b) = within(futures_util::future::join(alone.finish(), partner.finish())).await.expect("hang");
+            let (a, b) = within(Duration::from_secs(10), futures_util::future::join(alone.finish(), partner.finish()))
+                .await
+                .expect("hang");
             for (got, data) in [(a, first), (b, second)] {
                 let want: [u8; 16] = md5::Md5::digest(&data).into();
                 assert_eq!(got.finalize(), want);
@@ -506,7 +508,9 @@ mod tests {
             let data = body(37, 1 << 20);
             let want: [u8; 16] = md5::Md5::digest(&data).into();
             // Its PUT waits: hashed although the other body never sends.
-            let md5 = within(begin(Md5::new(), data.clone()).finish()).await.expect("the waiting PUT hung");
+            let md5 = within(Duration::from_secs(10), begin(Md5::new(), data.clone()).finish())
+                .await
+                .expect("the waiting PUT hung");
             assert_eq!(md5.finalize(), want);
             // The other body ends: the lone block goes before its PUT asks.
             let hashing = begin(Md5::new(), data.clone());
@@ -524,18 +528,12 @@ mod tests {
     /// how long it took.
     async fn until_hashed(limit: Duration) -> Option<Duration> {
         let started = Instant::now();
-        futures_lite::future::or(
-            async {
-                while !listed_hashed().is_empty() {
-                    glommio::timer::sleep(Duration::from_micros(200)).await;
-                }
-                Some(started.elapsed())
-            },
-            async {
-                glommio::timer::sleep(limit).await;
-                None
-            },
-        )
+        within(limit, async {
+            while !listed_hashed().is_empty() {
+                glommio::timer::sleep(Duration::from_micros(200)).await;
+            }
+            started.elapsed()
+        })
         .await
     }
 
