@@ -1,7 +1,12 @@
 """Shared fixtures: a real `basalt server` process on a free loopback port with
-temporary drive directories, and clients configured for it."""
+temporary drive directories, and clients configured for it. Every server's
+directory is removed when its test ends (its logs kept in
+tests/artifacts/logs/ if the test failed), so a run needs the disk of one
+test, not of all of them."""
 
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +22,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BINARY = os.environ.get("BASALT_BIN", os.path.join(ROOT, "target", "debug", "basalt"))
 ACCESS_KEY = "testadmin"
 SECRET_KEY = "testsecret123"
+# Where a failed test's server logs are kept (ignored by git).
+FAILED_LOGS = os.path.join(ROOT, "tests", "artifacts", "logs")
+# The most of each log kept for a failed test: its end, where the failure is.
+KEPT_LOG_BYTES = 1 << 20
+
+# Every Server made by the running test, for `remove_servers` to clean up.
+_made = []
 
 
 def free_port():
@@ -37,6 +49,7 @@ class Server:
         self.log = os.path.join(self.dir, "server.log")
         # Where the server's stdout and stderr go (default: the log above).
         self.output = output or self.log
+        _made.append(self)
 
     def start(self):
         env = dict(os.environ, BASALT_ROOT_USER=ACCESS_KEY, BASALT_ROOT_PASSWORD=SECRET_KEY)
@@ -66,6 +79,43 @@ class Server:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+
+def keep_logs(directory, test_name):
+    """Copies the end of every *.log under `directory` to FAILED_LOGS/<test>/."""
+    into = os.path.join(FAILED_LOGS, re.sub(r"[^A-Za-z0-9_.-]", "_", test_name))
+    for dirpath, _, files in os.walk(directory):
+        for name in files:
+            if not name.endswith(".log"):
+                continue
+            os.makedirs(into, exist_ok=True)
+            with open(os.path.join(dirpath, name), "rb") as f:
+                f.seek(max(0, os.path.getsize(f.name) - KEPT_LOG_BYTES))
+                tail = f.read()
+            with open(os.path.join(into, name), "wb") as out:
+                out.write(tail)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Marks a test that failed in any phase, for `remove_servers`."""
+    report = (yield).get_result()
+    if report.failed:
+        item.basalt_failed = True
+
+
+@pytest.fixture(autouse=True)
+def remove_servers(request):
+    """After each test: kills its servers still running and removes their
+    directories (drives and logs), keeping the logs of a failed test."""
+    first = len(_made)
+    yield
+    for s in _made[first:]:
+        s.kill()
+        if getattr(request.node, "basalt_failed", False):
+            keep_logs(s.dir, request.node.name)
+        shutil.rmtree(s.dir, ignore_errors=True)
+    del _made[first:]
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ bodies, Expect: 100-continue, HEAD semantics, ranges, standard headers, and
 NotImplemented for unsupported sub-resources."""
 
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -290,11 +291,14 @@ def test_a_second_server_on_a_taken_port_refuses_to_start(server, s3):
     env = dict(os.environ, BASALT_ROOT_USER=ACCESS_KEY, BASALT_ROOT_PASSWORD=SECRET_KEY)
     args = [BINARY, "server", "--address", f"127.0.0.1:{server.port}", "--cores", "2"]
     args += [os.path.join(other, f"d{i}") for i in range(1, 5)]
-    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=30)
-    assert done.returncode != 0
-    assert f"cannot listen on 127.0.0.1:{server.port}" in done.stderr, done.stderr
-    # Nothing was formatted, and every request still reaches the first server.
-    assert not any(os.path.exists(os.path.join(other, f"d{i}")) for i in range(1, 5))
+    try:
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=30)
+        assert done.returncode != 0
+        assert f"cannot listen on 127.0.0.1:{server.port}" in done.stderr, done.stderr
+        # Nothing was formatted, and every request still reaches the first server.
+        assert not any(os.path.exists(os.path.join(other, f"d{i}")) for i in range(1, 5))
+    finally:
+        shutil.rmtree(other, ignore_errors=True)
     for _ in range(20):
         assert s3.get_object(Bucket="mine", Key="k")["Body"].read() == b"first server"
 

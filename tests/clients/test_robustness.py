@@ -269,13 +269,13 @@ class StreamingPut(threading.Thread):
 
 @pytest.fixture
 def own_server():
-    """A 4-drive server whose directory is removed afterwards (these tests
-    write hundreds of MiB). Tests may replace it (restart) through the list."""
+    """A 4-drive server, stopped cleanly after the test (conftest's
+    `remove_servers` removes its directory). Tests may replace it (restart)
+    through the list."""
     servers = [Server().start()]
     yield servers
     for s in servers:
         s.stop()
-    shutil.rmtree(servers[0].dir, ignore_errors=True)
 
 
 @pytest.fixture
@@ -646,7 +646,6 @@ def test_a_full_log_disk_loses_log_lines_not_requests():
         server.stop()
     finally:
         server.kill()
-        shutil.rmtree(server.dir, ignore_errors=True)
 
 
 def test_two_drives_lost_while_running(own_server):

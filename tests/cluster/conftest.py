@@ -1,13 +1,26 @@
 """Fixtures for the cluster tests (the harness is cluster_harness.py)."""
 
+import shutil
+
 import pytest
 
-from cluster_harness import Cluster
+from cluster_harness import Cluster, clients
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Marks a test that failed in any phase, for `cluster_factory`."""
+    report = (yield).get_result()
+    if report.failed:
+        item.basalt_failed = True
 
 
 @pytest.fixture
-def cluster_factory():
-    """Makes clusters; every node still running is stopped after the test."""
+def cluster_factory(request):
+    """Makes clusters. After the test every node still running is stopped and
+    each cluster's directory removed (the nodes' logs are kept in
+    tests/artifacts/logs/ if the test failed): a cluster writes hundreds of
+    MiB, and a run must not need the disk of all of them at once."""
     made = []
 
     def make(nodes=4, drives=1, **kw):
@@ -18,3 +31,6 @@ def cluster_factory():
     yield make
     for c in made:
         c.stop_all()
+        if getattr(request.node, "basalt_failed", False):
+            clients.keep_logs(c.dir, request.node.name)
+        shutil.rmtree(c.dir, ignore_errors=True)

@@ -52,8 +52,12 @@ def start_server(env=None, **kwargs):
 
 
 def stop_server(server):
-    server.stop()
-    shutil.rmtree(server.dir, ignore_errors=True)
+    """Stops the server (it must exit 0) and removes its directory either way."""
+    try:
+        server.stop()
+    finally:
+        server.kill()
+        shutil.rmtree(server.dir, ignore_errors=True)
 
 
 class Response:
