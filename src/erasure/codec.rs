@@ -78,51 +78,56 @@ impl Erasure {
         size + (size & 1)
     }
 
-    /// Codes one block into `k + m` shards. Data shards are slices of one padded
-    /// copy of the block (one copy per byte), parity shards come from the codec.
+    /// Codes one borrowed block into `k + m` shards: [`Erasure::encode_owned`]
+    /// on a copy of it.
     pub fn encode(&self, block: &[u8]) -> Result<Vec<Bytes>, ErasureError> {
-        let shard_len = self.shard_size(block.len());
-        let mut padded = BytesMut::zeroed(shard_len * self.data);
-        padded[..block.len()].copy_from_slice(block);
-        self.code(padded.freeze(), block.len() == self.block_size)
+        self.encode_owned(Bytes::copy_from_slice(block))
     }
 
-    /// Codes one block it is given: when the block splits into equal shards as
-    /// it is (every full block), the data shards are slices of it, with no copy;
-    /// in a high-rate layout the parity shards are slices of the buffer they
-    /// were computed in, also with no copy.
+    /// Codes one block it is given. Every data shard that lies whole in the
+    /// block is a slice of it, with no copy; the rest of the block (when `k`
+    /// does not divide it, as 12 does not divide 1 MiB) is copied once into
+    /// a zero-padded buffer the remaining data shards are slices of. In a
+    /// high-rate layout the parity shards are slices of the buffer they were
+    /// computed in, also with no copy.
     pub fn encode_owned(&self, block: Bytes) -> Result<Vec<Bytes>, ErasureError> {
-        if block.len() != self.shard_size(block.len()) * self.data {
-            return self.encode(&block);
+        let shard_len = self.shard_size(block.len());
+        let whole = block.len().checked_div(shard_len).unwrap_or(self.data).min(self.data);
+        let mut shards: Vec<Bytes> = (0..whole).map(|i| block.slice(i * shard_len..(i + 1) * shard_len)).collect();
+        if whole < self.data {
+            let rest = &block[whole * shard_len..];
+            let mut padded = BytesMut::zeroed((self.data - whole) * shard_len);
+            padded[..rest.len()].copy_from_slice(rest);
+            let padded = padded.freeze();
+            shards.extend((0..self.data - whole).map(|i| padded.slice(i * shard_len..(i + 1) * shard_len)));
         }
-        let full = block.len() == self.block_size;
-        self.code(block, full)
+        self.code(shards)
     }
 
-    /// Codes a block of `k` whole shards. The buffer its parity is computed
-    /// in is kept for the next block (once the writers drop it) when `keep`,
-    /// for full blocks only: a short one (an inline object, a body's last
-    /// block) has shards of a size of its own, and keeping its buffer would
-    /// push out those the full blocks of every large body reuse.
-    fn code(&self, block: Bytes, keep: bool) -> Result<Vec<Bytes>, ErasureError> {
-        let shard_len = self.shard_size(block.len());
-        let mut shards: Vec<Bytes> = (0..self.data).map(|i| block.slice(i * shard_len..(i + 1) * shard_len)).collect();
+    /// The `k + m` shards of a block given as its `k` data shards, all of one
+    /// size. The buffer the parity is computed in is kept for the next block
+    /// (once the writers drop it) only when the shards are a full block's: a
+    /// short block (an inline object, a body's last block) has shards of a
+    /// size of its own, and keeping its buffer would push out those the full
+    /// blocks of every large body reuse.
+    fn code(&self, mut shards: Vec<Bytes>) -> Result<Vec<Bytes>, ErasureError> {
+        let shard_len = shards.first().map_or(0, Bytes::len);
         if self.parity == 0 || shard_len == 0 {
             shards.extend((0..self.parity).map(|_| Bytes::from(vec![0u8; shard_len])));
             return Ok(shards);
         }
-        if high_rate(self.data, self.parity) {
-            shards
-                .extend(CODER.with(|coder| coder.borrow_mut().encode(self.data, self.parity, &block, shard_len, keep)));
-            return Ok(shards);
-        }
-        shards.extend(self.library_parity(&block, shard_len)?);
+        let keep = shard_len == self.shard_size(self.block_size);
+        let parity = match high_rate(self.data, self.parity) {
+            true => CODER.with(|coder| coder.borrow_mut().encode(self.parity, &shards, shard_len, keep)),
+            false => self.library_parity(&shards, shard_len)?,
+        };
+        shards.extend(parity);
         Ok(shards)
     }
 
-    /// The parity of a block of `k` whole shards, from the library's encoder
+    /// The parity of a block's `k` data shards, from the library's encoder
     /// and copied out of it: for the layouts it codes at low rate.
-    fn library_parity(&self, block: &[u8], shard_len: usize) -> Result<Vec<Bytes>, ErasureError> {
+    fn library_parity(&self, data: &[Bytes], shard_len: usize) -> Result<Vec<Bytes>, ErasureError> {
         ENCODER.with(|cached| {
             let mut cached = cached.borrow_mut();
             // The codec's work buffers are kept per thread and reset per block:
@@ -134,7 +139,7 @@ impl Erasure {
                 }
                 None => cached.insert(ReedSolomonEncoder::new(self.data, self.parity, shard_len).map_err(codec_err)?),
             };
-            for shard in block.chunks_exact(shard_len) {
+            for shard in data {
                 encoder.add_original_shard(shard).map_err(codec_err)?;
             }
             let result = encoder.encode().map_err(codec_err)?;
@@ -214,11 +219,8 @@ impl Erasure {
         if shards[self.data..].iter().all(|s| s.is_some()) {
             return Ok(());
         }
-        let mut block = Vec::with_capacity(shard_len * self.data);
-        for shard in &shards[..self.data] {
-            block.extend_from_slice(shard.as_ref().expect("data shards were reconstructed"));
-        }
-        let full = self.encode(&block)?;
+        let data = shards[..self.data].iter().map(|s| s.clone().expect("data shards were reconstructed")).collect();
+        let full = self.code(data)?;
         for (i, shard) in full.into_iter().enumerate().skip(self.data) {
             if shards[i].is_none() {
                 shards[i] = Some(shard);
@@ -260,13 +262,14 @@ struct Coder {
 }
 
 impl Coder {
-    /// The `m` parity shards of `block` (`k` whole shards of `shard_len`
-    /// bytes), slices of one buffer: the library's high-rate encoding, done in
+    /// The `m` parity shards of the `k` data shards (of `shard_len` bytes
+    /// each), slices of one buffer: the library's high-rate encoding, done in
     /// place. `k` original shards in `k.next_multiple_of(chunk)` slots, `chunk`
     /// being `m` rounded up to a power of two: each run of `chunk` slots is
     /// inverse-transformed and summed into the first, whose forward transform
     /// leaves the parity in its first `m` slots.
-    fn encode(&mut self, k: usize, m: usize, block: &[u8], shard_len: usize, keep: bool) -> Vec<Bytes> {
+    fn encode(&mut self, m: usize, data: &[Bytes], shard_len: usize, keep: bool) -> Vec<Bytes> {
+        let k = data.len();
         let engine = self.engine.get_or_insert_with(DefaultEngine::new);
         let chunk = m.next_power_of_two();
         let slots = k.next_multiple_of(chunk);
@@ -276,7 +279,7 @@ impl Coder {
             // Not from the kept ones either: taking drops those of other sizes.
             false => BytesMut::zeroed(slots * stride),
         };
-        for (slot, shard) in buffer.chunks_exact_mut(stride).zip(block.chunks_exact(shard_len)) {
+        for (slot, shard) in buffer.chunks_exact_mut(stride).zip(data) {
             place(slot, shard);
         }
         {
@@ -345,19 +348,34 @@ mod tests {
         (0..len).map(|i| (i * 31 % 251) as u8).collect()
     }
 
+    /// A block's data shards are slices of it where they lie whole in it, and
+    /// of one zero-padded copy of the rest where `k` does not divide it (12+4
+    /// and a full block, 5+3 and any odd size); the parity is the library
+    /// encoder's for the padded block.
     #[test]
-    fn encoding_in_place_equals_encoding_a_copy() {
-        for (k, m) in [(2, 2), (4, 2), (12, 4)] {
+    fn data_shards_are_the_block_itself_but_for_a_padded_rest() {
+        for (k, m) in [(2, 2), (4, 2), (12, 4), (5, 3), (4, 3), (3, 1)] {
             let e = Erasure::new(k, m, 1 << 20).unwrap();
-            // A full block (shards are slices of it), then a short one (padded copy),
-            // then a full one again with the thread's encoder reset in between.
-            for len in [1 << 20, 5000, 1 << 20] {
-                let data = sample(len);
-                assert_eq!(
-                    e.encode_owned(Bytes::from(data.clone())).unwrap(),
-                    e.encode(&data).unwrap(),
-                    "{k}+{m} {len}"
-                );
+            for len in [1 << 20, (1 << 20) - 7, 5000, 4096, 3, 0] {
+                let block = Bytes::from(sample(len));
+                let shards = e.encode_owned(block.clone()).unwrap();
+                let shard_len = e.shard_size(len);
+                let mut padded = block.to_vec();
+                padded.resize(k * shard_len, 0);
+                let data: Vec<u8> = shards[..k].concat();
+                assert_eq!(data, padded, "{k}+{m} {len}: data shards");
+                let inside = |s: &Bytes| block.as_ptr_range().contains(&s.as_ptr());
+                for (i, shard) in shards[..k].iter().enumerate() {
+                    assert_eq!(inside(shard), (i + 1) * shard_len <= len, "{k}+{m} {len}: shard {i} copied or not");
+                }
+                let mut library = ReedSolomonEncoder::new(k, m, shard_len).unwrap();
+                for shard in padded.chunks_exact(shard_len) {
+                    library.add_original_shard(shard).unwrap();
+                }
+                let theirs: Vec<Bytes> =
+                    library.encode().unwrap().recovery_iter().map(Bytes::copy_from_slice).collect();
+                assert_eq!(shards[k..], theirs[..], "{k}+{m} {len}: parity");
+                assert_eq!(e.encode(&block).unwrap(), shards, "{k}+{m} {len}: a borrowed block");
             }
         }
     }

@@ -171,7 +171,7 @@ pub(crate) async fn stage<B: Body>(to: StageTo<'_>, body: &mut B) -> Result<Stag
         if reader.eof {
             let small = small.freeze();
             let md5 = etag::begin(md5, small.clone()).finish().await;
-            let shards = erasure.encode(&small)?;
+            let shards = erasure.encode_owned(small.clone())?;
             let framed = shards.iter().map(|s| frame(s)).collect();
             return Ok(Staged::Inline { size: small.len() as u64, md5: md5.finalize(), shards: framed });
         }
