@@ -107,7 +107,9 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture(autouse=True)
 def remove_servers(request):
     """After each test: kills its servers still running and removes their
-    directories (drives and logs), keeping the logs of a failed test."""
+    directories (drives and logs), keeping the logs of a failed test. Every
+    server is the test's own: a fixture of wider scope that made one would
+    lose it after its first test."""
     first = len(_made)
     yield
     for s in _made[first:]:
