@@ -41,6 +41,16 @@ if [ ${#need_pip[@]} -gt 0 ]; then
   python3 -m pip install --quiet --disable-pip-version-check "${need_pip[@]}"
 fi
 
+# The build takes about 1.4 GB and one test's drives at most 1.5 GB (README):
+# say so up front when the disk is short, rather than fail tests one by one.
+need_mib=3500
+for where in . "${TMPDIR:-/tmp}"; do
+  free_mib=$(df -Pm "$where" | awk 'NR == 2 {print $4}')
+  if [ -n "$free_mib" ] && [ "$free_mib" -lt "$need_mib" ]; then
+    echo "warning: $(cd "$where" && pwd) has ${free_mib} MiB free; the tests need about ${need_mib} MiB" >&2
+  fi
+done
+
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 # Benchmarks are built (not run) so they cannot rot.
