@@ -41,7 +41,7 @@ if [ ${#need_pip[@]} -gt 0 ]; then
   python3 -m pip install --quiet --disable-pip-version-check "${need_pip[@]}"
 fi
 
-# The build takes about 1.4 GB and one test's drives at most 1.5 GB (README):
+# The build takes about 1.5 GB and one test's drives at most 1.5 GB (README):
 # say so up front when the disk is short, rather than fail tests one by one.
 need_mib=3500
 for where in . "${TMPDIR:-/tmp}"; do
