@@ -93,7 +93,9 @@ impl Erasure {
     pub fn encode_owned(&self, block: Bytes) -> Result<Vec<Bytes>, ErasureError> {
         let shard_len = self.shard_size(block.len());
         let whole = block.len().checked_div(shard_len).unwrap_or(self.data).min(self.data);
-        let mut shards: Vec<Bytes> = (0..whole).map(|i| block.slice(i * shard_len..(i + 1) * shard_len)).collect();
+        // Room for the parity too: `code` appends it without growing the list.
+        let mut shards = Vec::with_capacity(self.total_shards());
+        shards.extend((0..whole).map(|i| block.slice(i * shard_len..(i + 1) * shard_len)));
         if whole < self.data {
             let rest = &block[whole * shard_len..];
             let mut padded = BytesMut::zeroed((self.data - whole) * shard_len);
@@ -118,8 +120,8 @@ impl Erasure {
         }
         let keep = shard_len == self.shard_size(self.block_size);
         let parity = match high_rate(self.data, self.parity) {
-            true => CODER.with(|coder| coder.borrow_mut().encode(self.parity, &shards, shard_len, keep)),
-            false => self.library_parity(&shards, shard_len)?,
+            true => CODER.with(|coder| coder.borrow_mut().encode(self.parity, &shards, keep)),
+            false => self.library_parity(&shards)?,
         };
         shards.extend(parity);
         Ok(shards)
@@ -127,7 +129,8 @@ impl Erasure {
 
     /// The parity of a block's `k` data shards, from the library's encoder
     /// and copied out of it: for the layouts it codes at low rate.
-    fn library_parity(&self, data: &[Bytes], shard_len: usize) -> Result<Vec<Bytes>, ErasureError> {
+    fn library_parity(&self, data: &[Bytes]) -> Result<Vec<Bytes>, ErasureError> {
+        let shard_len = data[0].len();
         ENCODER.with(|cached| {
             let mut cached = cached.borrow_mut();
             // The codec's work buffers are kept per thread and reset per block:
@@ -262,14 +265,14 @@ struct Coder {
 }
 
 impl Coder {
-    /// The `m` parity shards of the `k` data shards (of `shard_len` bytes
-    /// each), slices of one buffer: the library's high-rate encoding, done in
+    /// The `m` parity shards of the `k` data shards (of one size, `shard_len`),
+    /// slices of one buffer: the library's high-rate encoding, done in
     /// place. `k` original shards in `k.next_multiple_of(chunk)` slots, `chunk`
     /// being `m` rounded up to a power of two: each run of `chunk` slots is
     /// inverse-transformed and summed into the first, whose forward transform
     /// leaves the parity in its first `m` slots.
-    fn encode(&mut self, m: usize, data: &[Bytes], shard_len: usize, keep: bool) -> Vec<Bytes> {
-        let k = data.len();
+    fn encode(&mut self, m: usize, data: &[Bytes], keep: bool) -> Vec<Bytes> {
+        let (k, shard_len) = (data.len(), data[0].len());
         let engine = self.engine.get_or_insert_with(DefaultEngine::new);
         let chunk = m.next_power_of_two();
         let slots = k.next_multiple_of(chunk);
